@@ -1,0 +1,355 @@
+"""The ``irflow`` command: one subcommand per pipeline step, thin wrappers over the step modules.
+
+Every step command takes ``--store`` (the artifact store root) and writes exactly one directory
+``<store>/<step>/<key>/``, whose key it computes from its parameters and its inputs' keys. Under
+Snakemake, ``--out`` passes the directory the workflow expects, and a disagreement is an error
+rather than a silently different artifact. A step whose directory is already complete does no work.
+
+Only click and the standard library are imported here; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import IrflowError
+
+DEFAULT_STORE = "results/store"
+PRECISIONS = click.Choice(["auto", "fp32", "bf16", "fp16"])
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def handles_errors(fn):
+    """Turn an :class:`IrflowError` into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except IrflowError as e:
+            name = click.get_current_context().info_name
+            click.echo(f"irflow {name}: error: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def store_options(fn):
+    fn = click.option(
+        "--out",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="The artifact directory the caller expects (the workflow passes it); "
+        "the command fails if its parameters give another key.",
+    )(fn)
+    fn = click.option(
+        "--store",
+        type=click.Path(path_type=Path),
+        default=lambda: os.environ.get("IRFLOW_STORE", DEFAULT_STORE),
+        show_default=DEFAULT_STORE + " or $IRFLOW_STORE",
+        help="Root of the content-addressed artifact store.",
+    )(fn)
+    return fn
+
+
+def device_options(fn):
+    fn = click.option(
+        "--precision",
+        type=PRECISIONS,
+        default="auto",
+        show_default=True,
+        help="Autocast precision. auto = bf16 where the device has fast bf16 (recent GPUs, CPUs with "
+        "AVX512-BF16/AMX), else fp32.",
+    )(fn)
+    fn = click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        help="auto (lease a free GPU, else CPU), cpu, cuda or cuda:N.",
+    )(fn)
+    fn = click.option(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)."
+    )(fn)
+    return fn
+
+
+def _finish(art, stats: dict) -> None:
+    art.stats.update(stats)
+
+
+def _done(art) -> None:
+    click.echo(str(art.path))
+
+
+def _lease(device: str, precision: str, threads: int | None):
+    from .devices import lease_device, resolve_dtype
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    lease = lease_device(device)
+    return lease, resolve_dtype(lease.device, precision)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="irflow")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(verbose: bool) -> None:
+    """irflow: train and evaluate neural retrieval pipelines as a reproducible DAG.
+
+    Each command is one step of the pipeline and writes one content-addressed directory of the
+    store. Snakemake (see the Snakefile) chains them; every command also runs by hand.
+    """
+    _setup_logging(verbose)
+
+
+# ------------------------------------------------------------------------------------------ prepare
+
+
+@cli.command()
+@click.option("--dataset", required=True, help="irds:<id>, synthetic:<name>, or a JSONL/TSV file.")
+@click.option("--kind", type=click.Choice(["docs", "queries"]), default="docs", show_default=True)
+@click.option("--tokenizer", default=None, help="Model whose tokenizer to apply (HF id or directory). "
+              "Without it only texts are stored (what BM25 needs).")
+@click.option("--max-length", type=int, default=None, help="Truncate token sequences to this length.")
+@store_options
+@handles_errors
+def prepare(dataset, kind, tokenizer, max_length, store, out):
+    """Read a corpus or query set once into memory-mapped Arrow (ids, texts, token ids)."""
+    from .prepare import PrepareParams, prepare as run
+    from .store import Artifact
+
+    p = PrepareParams(dataset, kind, tokenizer, max_length)
+    art = Artifact(store, "prepare", p.key_params(), expect=out)
+    if not art.complete:
+        with art:
+            _finish(art, run(p, art.tmp))
+    _done(art)
+
+
+# ------------------------------------------------------------------------------------------- encode
+
+
+@cli.command()
+@click.option("--prepared", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="A prepare artifact with token ids.")
+@click.option("--model", required=True, help="Bi-encoder: HF id, local directory, or all-MiniLM-L6-v2 (packaged).")
+@click.option("--pooling", type=click.Choice(["mean", "cls"]), default="mean", show_default=True)
+@click.option("--normalize/--no-normalize", default=True, show_default=True,
+              help="L2-normalise vectors (cosine similarity); --no-normalize gives raw dot product.")
+@click.option("--shard", type=int, default=0, show_default=True, help="Which shard, 0-based.")
+@click.option("--num-shards", type=int, default=1, show_default=True, help="Contiguous shards of the corpus.")
+@click.option("--max-tokens", type=int, default=16384, show_default=True,
+              help="Token budget of one padded batch (speed/memory only; not part of the key).")
+@device_options
+@store_options
+@handles_errors
+def encode(prepared, model, pooling, normalize, shard, num_shards, max_tokens, device, precision, threads, store, out):
+    """Encode one shard of a prepared corpus into float16 emb.npy + ids.parquet."""
+    from .encode import EncodeParams, encode_shard
+    from .store import Artifact
+
+    p = EncodeParams(model, pooling, normalize, precision, shard, num_shards)
+    art = Artifact(store, "encode", p.key_params(), {"prepared": prepared}, expect=out)
+    if not art.complete:
+        lease, dtype = _lease(device, precision, threads)
+        with art:
+            art.device = lease.device
+            art.stats["autocast"] = str(dtype) if dtype is not None else "fp32"
+            _finish(art, encode_shard(p, prepared, art.tmp, device=lease.device, autocast_dtype=dtype,
+                                      max_tokens=max_tokens))
+    _done(art)
+
+
+# -------------------------------------------------------------------------------------------- index
+
+
+@cli.command()
+@click.option("--shard", "shards", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Encode artifacts to merge into a faiss index (repeat, in shard order).")
+@click.option("--factory", default="Flat", show_default=True, help="faiss index_factory string (inner product).")
+@click.option("--train-size", type=int, default=100_000, show_default=True,
+              help="Vectors sampled to train IVF/PQ indexes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training sample.")
+@click.option("--bm25", "texts", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Build a BM25 index over this prepare artifact instead.")
+@click.option("--k1", type=float, default=0.9, show_default=True)
+@click.option("--b", type=float, default=0.4, show_default=True)
+@click.option("--method", default="lucene", show_default=True, help="bm25s variant (lucene, robertson, atire, bm25l, bm25+).")
+@click.option("--stemmer", default="english", show_default=True, help="PyStemmer language; 'none' disables.")
+@click.option("--stopwords", default="en", show_default=True, help="bm25s stop word list; 'none' disables.")
+@store_options
+@handles_errors
+def index(shards, factory, train_size, seed, texts, k1, b, method, stemmer, stopwords, store, out):
+    """Merge encoded shards into a faiss index, or build a BM25 index over texts."""
+    from .store import Artifact
+
+    if texts is not None and shards:
+        raise IrflowError("give either --shard (dense) or --bm25 (sparse), not both")
+    if texts is not None:
+        from .index.bm25 import BM25Params, build
+        from .prepare import load_texts
+
+        p = BM25Params(k1, b, method, None if stemmer == "none" else stemmer, None if stopwords == "none" else stopwords)
+        art = Artifact(store, "index", p.key_params(), {"texts": texts}, expect=out)
+        if not art.complete:
+            with art:
+                _finish(art, build(p, *load_texts(texts), art.tmp))
+    elif shards:
+        from .index.dense import FaissParams, build
+
+        p = FaissParams(factory, train_size, seed)
+        art = Artifact(store, "index", p.key_params(), {f"shard{i}": s for i, s in enumerate(shards)}, expect=out)
+        if not art.complete:
+            with art:
+                art.seed = seed
+                _finish(art, build(p, list(shards), art.tmp))
+    else:
+        raise IrflowError("nothing to index: give --shard (dense) or --bm25 (sparse)")
+    _done(art)
+
+
+# ------------------------------------------------------------------------------------------- search
+
+
+@cli.command()
+@click.option("--index", "index_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="A prepare artifact of kind queries.")
+@click.option("--k", type=int, default=1000, show_default=True, help="Results per query.")
+@click.option("--query-max-length", type=int, default=64, show_default=True)
+@click.option("--nprobe", type=int, default=None, help="IVF cells to visit (IVF indexes only).")
+@device_options
+@store_options
+@handles_errors
+def search(index_dir, queries, k, query_max_length, nprobe, device, precision, threads, store, out):
+    """Search an index with a query set into a TREC run (strictly decreasing scores)."""
+    from .index import read_info
+    from .search import SearchParams, search as run
+    from .store import Artifact
+
+    p = SearchParams(k, query_max_length, precision, nprobe)
+    kind = read_info(index_dir)["type"]
+    art = Artifact(store, "search", p.key_params(kind), {"index": index_dir, "queries": queries}, expect=out)
+    if not art.complete:
+        lease, dtype = _lease(device, precision, threads) if kind != "bm25" else (None, None)
+        with art:
+            art.device = lease.device if lease else "cpu"
+            _finish(art, run(p, index_dir, queries, art.tmp, device=art.device, autocast_dtype=dtype))
+    _done(art)
+
+
+# --------------------------------------------------------------------------------------------- fuse
+
+
+@cli.command()
+@click.option("--run", "runs", multiple=True, required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Search/fuse/rerank artifacts to combine (repeat).")
+@click.option("--method", type=click.Choice(["rrf", "combsum"]), default="rrf", show_default=True)
+@click.option("--rrf-k", type=int, default=60, show_default=True, help="RRF's rank constant.")
+@click.option("--norm", type=click.Choice(["minmax", "zscore", "none"]), default="minmax", show_default=True,
+              help="Per-query score normalisation for combsum.")
+@click.option("--k", type=int, default=1000, show_default=True, help="Results kept per query.")
+@store_options
+@handles_errors
+def fuse(runs, method, rrf_k, norm, k, store, out):
+    """Fuse runs: reciprocal rank fusion or normalised CombSUM."""
+    from .fuse import fuse_runs, fuse_params
+    from .store import Artifact
+
+    params = fuse_params(method, rrf_k, norm, k)
+    art = Artifact(store, "fuse", params, {f"run{i}": r for i, r in enumerate(runs)}, expect=out)
+    if not art.complete:
+        with art:
+            _finish(art, fuse_runs(params, list(runs), art.tmp))
+    _done(art)
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+
+
+@cli.command()
+@click.option("--run", "runs", multiple=True, required=True, metavar="NAME=DIR",
+              help="A system's name and its run artifact (repeat; the first is the default baseline).")
+@click.option("--qrels", required=True, help="irds:<id>, synthetic:<name>, or a TREC qrels file.")
+@click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The prepare artifact of the evaluated queries (qrels of other queries are dropped).")
+@click.option("--measure", "measures", multiple=True,
+              help="ir_measures measure (repeat). Default: nDCG@10 RR(rel=2)@10 R(rel=2)@1000 AP(rel=2).")
+@click.option("--baseline", default=None, help="System that every other is t-tested against.")
+@store_options
+@handles_errors
+def evaluate(runs, qrels, queries, measures, baseline, store, out):
+    """Evaluate runs with ir_measures: means, per-query values, paired t-tests against a baseline."""
+    from .evaluate import DEFAULT_MEASURES, evaluate_params, evaluate_step, parse_named_runs
+    from .store import Artifact
+
+    named = parse_named_runs(runs)
+    measures = list(measures) or list(DEFAULT_MEASURES)
+    baseline = baseline or next(iter(named))
+    if baseline not in named:
+        raise IrflowError(f"--baseline {baseline!r} is not one of the runs ({', '.join(named)})")
+    params = evaluate_params(list(named), qrels, measures, baseline)
+    inputs = {"queries": queries, **{f"run:{n}": d for n, d in named.items()}}
+    art = Artifact(store, "evaluate", params, inputs, expect=out)
+    if not art.complete:
+        with art:
+            _finish(art, evaluate_step(named, qrels, queries, measures, baseline, art.tmp))
+    _done(art)
+
+
+# ----------------------------------------------------------------------------------- info / verify
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@handles_errors
+def info(artifact):
+    """Print an artifact's manifest: what made it, from what, with which versions."""
+    from .store import read_manifest
+
+    click.echo(json.dumps(read_manifest(artifact), indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
+@handles_errors
+def verify(artifacts):
+    """Re-hash artifacts' files against their manifests; exit 1 if any differ."""
+    from .store import verify as check
+
+    bad = 0
+    for a in artifacts:
+        problems = check(a)
+        for p in problems:
+            click.echo(f"{a}: {p}")
+        if not problems:
+            click.echo(f"{a}: ok")
+        bad += bool(problems)
+    if bad:
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="irflow")
+
+
+if __name__ == "__main__":
+    main()

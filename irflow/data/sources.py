@@ -1,0 +1,207 @@
+"""Dataset specs and the streams they yield.
+
+A spec is one string:
+
+* ``irds:<id>`` — any ir_datasets id (``irds:vaswani``, ``irds:msmarco-passage/trec-dl-2019/judged``);
+* ``synthetic:<name>`` — the embedded generator (:mod:`irflow.data.synthetic`), no network;
+* a local file, bare or as ``file:<path>``: JSONL (``doc_id``/``query_id``/``id`` + ``text``),
+  TSV (``id<TAB>text``) or TREC qrels (``qid iter docid rel``).
+
+Specs are keyed by identity (:func:`identity`): an ir_datasets id by the id, a file by the hash of
+its content, a synthetic set by its generator parameters. Everything streams: nothing here holds
+a corpus in memory, and nothing trusts ``docs_count()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import IrflowError
+
+Kind = Literal["docs", "queries", "qrels"]
+_ID_FIELDS = {"docs": ("doc_id", "docno", "id", "_id"), "queries": ("query_id", "qid", "id", "_id")}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    scheme: Literal["irds", "synthetic", "file"]
+    value: str
+
+    @property
+    def raw(self) -> str:
+        return f"{self.scheme}:{self.value}"
+
+
+def parse_spec(spec: str) -> DatasetSpec:
+    spec = spec.strip()
+    for scheme in ("irds", "synthetic", "file"):
+        if spec.startswith(scheme + ":"):
+            value = spec[len(scheme) + 1 :]
+            if not value:
+                raise IrflowError(f"empty dataset spec {spec!r}")
+            return DatasetSpec(scheme, value)  # type: ignore[arg-type]
+    if "/" in spec or "." in Path(spec).name:
+        return DatasetSpec("file", spec)
+    raise IrflowError(
+        f"unrecognised dataset spec {spec!r}: use irds:<ir_datasets id>, synthetic:<name> or a file path"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identity(spec: str | DatasetSpec) -> dict:
+    """What a dataset is, for artifact keys: never a path or a mtime, so moving a file keeps keys."""
+    s = parse_spec(spec) if isinstance(spec, str) else spec
+    if s.scheme == "irds":
+        return {"irds": s.value}
+    if s.scheme == "synthetic":
+        from .synthetic import get_spec
+
+        return {"synthetic": get_spec(s.value).identity()}
+    p = Path(s.value)
+    if not p.is_file():
+        raise IrflowError("no such file", where=p)
+    st = p.stat()
+    return {"file_sha256": _file_sha256(str(p.resolve()), st.st_size, st.st_mtime_ns)}
+
+
+# ---------------------------------------------------------------------------------------- ir_datasets
+
+
+def _irds(dataset_id: str):
+    import ir_datasets
+
+    try:
+        return ir_datasets.load(dataset_id)
+    except KeyError as e:
+        raise IrflowError(f"unknown ir_datasets id {dataset_id!r}") from e
+
+
+def _irds_stream(dataset_id: str, kind: Kind):
+    ds = _irds(dataset_id)
+    has = {"docs": ds.has_docs, "queries": ds.has_queries, "qrels": ds.has_qrels}[kind]()
+    if not has:
+        raise IrflowError(f"ir_datasets id {dataset_id!r} provides no {kind}")
+    it = {"docs": ds.docs_iter, "queries": ds.queries_iter, "qrels": ds.qrels_iter}[kind]()
+    try:
+        yield from it
+    except IrflowError:
+        raise
+    except Exception as e:  # ir_datasets raises RuntimeError/ConnectionError/OSError on failed downloads
+        offline = os.environ.get("HF_HUB_OFFLINE") or "download" in str(e).lower() or "connection" in str(e).lower()
+        hint = (
+            " — the files are not in IR_DATASETS_HOME and could not be downloaded (no network?);"
+            f" IR_DATASETS_HOME={os.environ.get('IR_DATASETS_HOME', '~/.ir_datasets')}"
+            if offline
+            else ""
+        )
+        raise IrflowError(f"ir_datasets could not read {kind} of {dataset_id!r}{hint}: {str(e)[:300]}") from e
+
+
+def _text_of(record) -> str:
+    if hasattr(record, "default_text"):
+        return record.default_text()
+    return getattr(record, "text")
+
+
+# ---------------------------------------------------------------------------------------- local files
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    if not path.is_file():
+        raise IrflowError("no such file", where=path)
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise IrflowError(f"not valid UTF-8 (byte {e.start})", where=path, line=n) from e
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield n, line
+
+
+def _file_texts(path: Path, kind: Kind) -> Iterator[tuple[str, str, int]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        for n, line in _lines(path):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise IrflowError(f"malformed JSON ({e.msg})", where=path, line=n) from e
+            if not isinstance(obj, dict):
+                raise IrflowError("expected a JSON object", where=path, line=n)
+            key = next((k for k in _ID_FIELDS[kind] if k in obj), None)
+            if key is None or "text" not in obj:
+                raise IrflowError(f"needs fields {_ID_FIELDS[kind][0]!r} and 'text'", where=path, line=n)
+            text = obj["text"]
+            if "title" in obj and obj["title"]:
+                text = f"{obj['title']} {text}"
+            yield str(obj[key]), str(text), n
+    else:
+        for n, line in _lines(path):
+            cols = line.split("\t")
+            if len(cols) != 2:
+                raise IrflowError(f"expected 2 tab-separated columns (id, text), found {len(cols)}", where=path, line=n)
+            yield cols[0], cols[1], n
+
+
+def _file_qrels(path: Path) -> Iterator[tuple[str, str, int, int]]:
+    for n, line in _lines(path):
+        cols = line.split()
+        if len(cols) != 4:
+            raise IrflowError(f"expected 4 columns (qid iter docid rel), found {len(cols)}", where=path, line=n)
+        try:
+            rel = int(cols[3])
+        except ValueError as e:
+            raise IrflowError(f"relevance {cols[3]!r} is not an integer", where=path, line=n) from e
+        yield cols[0], cols[2], rel, n
+
+
+# ---------------------------------------------------------------------------------------- public streams
+
+
+def iter_texts(spec: str, kind: Literal["docs", "queries"]) -> Iterator[tuple[str, str, str | None, int | None]]:
+    """Yield ``(id, text, where, line)``; ``where``/``line`` locate the record for error messages."""
+    s = parse_spec(spec)
+    if s.scheme == "irds":
+        for r in _irds_stream(s.value, kind):
+            yield (r.doc_id if kind == "docs" else r.query_id), _text_of(r), None, None
+    elif s.scheme == "synthetic":
+        from .synthetic import generate
+
+        coll = generate(s.value)
+        for rid, text in coll.docs if kind == "docs" else coll.queries:
+            yield rid, text, None, None
+    else:
+        p = Path(s.value)
+        for rid, text, n in _file_texts(p, kind):
+            yield rid, text, str(p), n
+
+
+def iter_qrels(spec: str) -> Iterator[tuple[str, str, int]]:
+    s = parse_spec(spec)
+    if s.scheme == "irds":
+        for q in _irds_stream(s.value, "qrels"):
+            yield q.query_id, q.doc_id, int(q.relevance)
+    elif s.scheme == "synthetic":
+        from .synthetic import generate
+
+        yield from generate(s.value).qrels
+    else:
+        for qid, did, rel, _ in _file_qrels(Path(s.value)):
+            yield qid, did, rel

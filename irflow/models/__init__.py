@@ -1,0 +1,1 @@
+"""Model resolution (hub ids, local directories, the packaged MiniLM) and the bi-encoder."""

@@ -1,0 +1,158 @@
+"""From a validated config to the DAG of store artifacts, with the same keys the commands compute.
+
+The Snakefile asks the plan for every path it declares and for every command line it runs; the
+command recomputes the key from its own arguments and refuses to write anywhere else (``--out``).
+Building the plan imports nothing heavy (no torch, no faiss), so Snakemake parses in a moment.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from .config import BM25System, Config, DenseSystem, Experiment, FusionSystem
+from .store import artifact_path, compute_key
+
+GPU_STEPS = ("encode",)
+
+
+@dataclass(eq=False)
+class Node:
+    step: str
+    params: dict
+    args: list[str]
+    inputs: dict[str, Node] = field(default_factory=dict)
+    # how each input is passed on the command line: input name -> (option, value prefix)
+    input_opts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    gpu: bool = False
+
+    def __post_init__(self):
+        self.key = compute_key(self.step, self.params, {n: i.key for n, i in self.inputs.items()})
+
+
+@dataclass
+class Plan:
+    store: str
+    nodes: dict[tuple[str, str], Node] = field(default_factory=dict)
+    experiments: dict[str, Node] = field(default_factory=dict)  # experiment -> its evaluate node
+    systems: dict[str, dict[str, Node]] = field(default_factory=dict)
+
+    def add(self, node: Node) -> Node:
+        return self.nodes.setdefault((node.step, node.key), node)
+
+    def node(self, step: str, key: str) -> Node:
+        return self.nodes[(step, key)]
+
+    def path(self, node: Node) -> str:
+        return str(artifact_path(self.store, node.step, node.key))
+
+    def manifest(self, node: Node) -> str:
+        return self.path(node) + "/manifest.json"
+
+    def input_manifests(self, step: str, key: str) -> dict[str, str]:
+        return {name: self.manifest(i) for name, i in self.node(step, key).inputs.items()}
+
+    def command(self, step: str, key: str) -> str:
+        """The argument string of ``irflow <step>`` for this node (store and --out included)."""
+        n = self.node(step, key)
+        args = list(n.args)
+        for name, inp in n.inputs.items():
+            opt, prefix = n.input_opts[name]
+            args += [opt, prefix + self.path(inp)]
+        args += ["--store", self.store, "--out", self.path(n)]
+        return shlex.join(args)
+
+
+# ------------------------------------------------------------------------------------------- steps
+
+
+def _prepare(plan: Plan, dataset: str, kind: str, tokenizer: str | None = None, max_length: int | None = None) -> Node:
+    from .prepare import PrepareParams
+
+    p = PrepareParams(dataset, kind, tokenizer, max_length)
+    args = ["--dataset", dataset, "--kind", kind]
+    if tokenizer:
+        args += ["--tokenizer", tokenizer, "--max-length", str(max_length)]
+    return plan.add(Node("prepare", p.key_params(), args))
+
+
+def _search(plan: Plan, index: Node, queries: Node, kind: str, k: int, qml: int = 64, precision: str = "auto",
+            nprobe: int | None = None) -> Node:
+    from .search import SearchParams
+
+    p = SearchParams(k, qml, precision, nprobe)
+    args = ["--k", str(k)]
+    if kind != "bm25":
+        args += ["--query-max-length", str(qml), "--precision", precision]
+        if nprobe is not None:
+            args += ["--nprobe", str(nprobe)]
+    return plan.add(Node("search", p.key_params(kind), args, {"index": index, "queries": queries},
+                         {"index": ("--index", ""), "queries": ("--queries", "")}, gpu=kind != "bm25"))
+
+
+def _bm25(plan: Plan, exp: Experiment, s: BM25System, queries: Node) -> Node:
+    from .index.bm25 import BM25Params
+
+    texts = _prepare(plan, exp.corpus, "docs")
+    p = BM25Params(s.k1, s.b, s.method, s.stemmer, s.stopwords)
+    args = ["--k1", repr(s.k1), "--b", repr(s.b), "--method", s.method,
+            "--stemmer", s.stemmer or "none", "--stopwords", s.stopwords or "none"]
+    index = plan.add(Node("index", p.key_params(), args, {"texts": texts}, {"texts": ("--bm25", "")}))
+    return _search(plan, index, queries, "bm25", s.k)
+
+
+def _dense(plan: Plan, exp: Experiment, s: DenseSystem, queries: Node) -> Node:
+    from .encode import EncodeParams
+    from .index.dense import FaissParams
+
+    tokens = _prepare(plan, exp.corpus, "docs", s.model, s.doc_max_length)
+    normalize = s.similarity == "cos"
+    shards = {}
+    for i in range(s.shards):
+        p = EncodeParams(s.model, s.pooling, normalize, s.precision, i, s.shards)
+        args = ["--model", s.model, "--pooling", s.pooling, "--normalize" if normalize else "--no-normalize",
+                "--precision", s.precision, "--shard", str(i), "--num-shards", str(s.shards)]
+        shards[f"shard{i}"] = plan.add(Node("encode", p.key_params(), args, {"prepared": tokens},
+                                            {"prepared": ("--prepared", "")}, gpu=True))
+    fp = FaissParams(s.index, s.train_size, 0)
+    args = ["--factory", s.index, "--train-size", str(s.train_size), "--seed", "0"]
+    index = plan.add(Node("index", fp.key_params(), args, shards, {n: ("--shard", "") for n in shards}))
+    return _search(plan, index, queries, "faiss", s.k, s.query_max_length, s.precision, s.nprobe)
+
+
+def _fusion(plan: Plan, s: FusionSystem, runs: dict[str, Node]) -> Node:
+    from .fuse import fuse_params
+
+    params = fuse_params(s.method, s.rrf_k, s.norm, s.k)
+    args = ["--method", s.method, "--rrf-k", str(s.rrf_k), "--norm", s.norm, "--k", str(s.k)]
+    inputs = {f"run{i}": runs[name] for i, name in enumerate(s.runs)}
+    return plan.add(Node("fuse", params, args, inputs, {n: ("--run", "") for n in inputs}))
+
+
+def build(config: Config, store: str = "results/store") -> Plan:
+    from .evaluate import evaluate_params
+
+    plan = Plan(store)
+    for name, exp in config.experiments.items():
+        queries = _prepare(plan, exp.queries, "queries")
+        runs: dict[str, Node] = {}
+        for sname, s in exp.systems.items():
+            if isinstance(s, BM25System):
+                runs[sname] = _bm25(plan, exp, s, queries)
+            elif isinstance(s, DenseSystem):
+                runs[sname] = _dense(plan, exp, s, queries)
+        for sname, s in exp.systems.items():
+            if isinstance(s, FusionSystem):
+                runs[sname] = _fusion(plan, s, runs)
+        runs = {n: runs[n] for n in exp.systems}  # config order
+        qrels = exp.qrels or exp.queries
+        baseline = exp.baseline or next(iter(exp.systems))
+        params = evaluate_params(list(runs), qrels, exp.measures, baseline)
+        args = ["--qrels", qrels, "--baseline", baseline]
+        for m in exp.measures:
+            args += ["--measure", m]
+        inputs = {"queries": queries, **{f"run:{n}": r for n, r in runs.items()}}
+        opts = {"queries": ("--queries", ""), **{f"run:{n}": ("--run", f"{n}=") for n in runs}}
+        plan.experiments[name] = plan.add(Node("evaluate", params, args, inputs, opts))
+        plan.systems[name] = runs
+    return plan

@@ -1,0 +1,108 @@
+"""``irflow prepare``: read a corpus or query set once, validate it, and store it as Arrow.
+
+Texts go to ``texts.arrow`` (id, text); with a tokenizer, token ids go to ``tokens.arrow`` in the
+same row order, truncated to ``max_length``, so every later encode memory-maps them instead of
+tokenising again. Validation happens here, while streaming: duplicate ids, non-UTF-8 bytes,
+malformed lines and empty collections stop the step before anything is published.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .data import arrow
+from .data.sources import identity, iter_texts
+from .errors import IrflowError
+
+log = logging.getLogger("irflow")
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    dataset: str
+    kind: str  # "docs" | "queries"
+    tokenizer: str | None = None
+    max_length: int | None = None
+
+    def key_params(self) -> dict:
+        from .models.resolve import identity as model_identity
+
+        return {
+            "dataset": identity(self.dataset),
+            "kind": self.kind,
+            "tokenizer": model_identity(self.tokenizer) if self.tokenizer else None,
+            "max_length": self.max_length if self.tokenizer else None,
+        }
+
+
+def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
+    import pyarrow as pa
+
+    if p.kind not in ("docs", "queries"):
+        raise IrflowError(f"kind must be docs or queries, not {p.kind!r}")
+    tok = None
+    if p.tokenizer:
+        from .models.resolve import load_tokenizer
+
+        tok = load_tokenizer(p.tokenizer)
+        if not p.max_length or p.max_length < 2:
+            raise IrflowError("--max-length must be at least 2 when a tokenizer is given")
+    texts = arrow.BatchWriter(out / arrow.TEXTS, pa.schema([("id", pa.string()), ("text", pa.string())]))
+    tokens = (
+        arrow.BatchWriter(out / arrow.TOKENS, pa.schema([("input_ids", pa.list_(pa.int32()))]))
+        if tok is not None
+        else None
+    )
+    seen: dict[str, int | None] = {}
+    n = empty = 0
+    ids: list[str] = []
+    bodies: list[str] = []
+
+    def flush():
+        if tokens is not None and bodies:
+            enc = tok(bodies, add_special_tokens=True, truncation=True, max_length=p.max_length)
+            tokens.add_many(input_ids=enc["input_ids"])
+        texts.add_many(id=ids, text=bodies)
+        ids.clear()
+        bodies.clear()
+
+    try:
+        for rid, text, where, line in iter_texts(p.dataset, p.kind):  # type: ignore[arg-type]
+            if not rid:
+                raise IrflowError(f"empty {p.kind[:-1]} id", where=where or p.dataset, line=line)
+            if rid in seen:
+                first = seen[rid]
+                at = f" (first at line {first})" if first else ""
+                raise IrflowError(f"duplicate {p.kind[:-1]} id {rid!r}{at}", where=where or p.dataset, line=line)
+            seen[rid] = line
+            text = " ".join(text.split())  # one space between words: newlines/tabs would break TSV exports
+            empty += not text
+            ids.append(rid)
+            bodies.append(text)
+            n += 1
+            if len(ids) >= chunk:
+                flush()
+        flush()
+    finally:
+        texts.close()
+        if tokens is not None:
+            tokens.close()
+    if n == 0:
+        raise IrflowError(f"the collection has no {p.kind}", where=p.dataset)
+    if empty:
+        log.warning("%s: %d %s with empty text", p.dataset, empty, p.kind)
+    return {"rows": n, "empty_texts": empty}
+
+
+def load_ids(prepared: Path) -> list[str]:
+    return arrow.open_table(Path(prepared) / arrow.TEXTS).column("id").to_pylist()
+
+
+def load_texts(prepared: Path) -> tuple[list[str], list[str]]:
+    t = arrow.open_table(Path(prepared) / arrow.TEXTS)
+    return t.column("id").to_pylist(), t.column("text").to_pylist()
+
+
+__all__ = ["PrepareParams", "prepare", "load_ids", "load_texts", "asdict"]

@@ -1,0 +1,68 @@
+"""``irflow search``: queries against a dense or BM25 index into a TREC run file.
+
+The index's ``index.json`` says which kind it is; a dense index also records the encoder that made
+its vectors, and queries are encoded with the same model, pooling and normalisation, so no flag can
+make the two sides disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IrflowError
+from .index import read_info
+from .prepare import load_texts
+
+RUN = "run.trec"
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    k: int = 1000
+    query_max_length: int = 64
+    precision: str = "auto"
+    nprobe: int | None = None
+
+    def key_params(self, index_type: str) -> dict:
+        if index_type == "bm25":
+            return {"k": self.k}
+        return {"k": self.k, "query_max_length": self.query_max_length, "precision": self.precision,
+                "nprobe": self.nprobe}
+
+
+def search(p: SearchParams, index_dir: Path, queries_dir: Path, out: Path, *, device: str = "cpu",
+           autocast_dtype=None, tag: str = "irflow") -> dict:
+    import pyarrow.parquet as pq
+
+    from .trec import write_run
+
+    if p.k < 1:
+        raise IrflowError(f"--k must be positive, got {p.k}")
+    info = read_info(index_dir)
+    qids, qtexts = load_texts(queries_dir)
+    if info["type"] == "bm25":
+        from .index import bm25
+
+        scores, rows = bm25.search(index_dir, qtexts, p.k)
+    elif info["type"] == "faiss":
+        from .index import dense
+        from .models.biencoder import Encoder, EncoderSpec
+        from .models.resolve import load_tokenizer
+
+        spec = dense.encoder_of(index_dir)
+        enc = Encoder(EncoderSpec(spec["model"], spec["pooling"], spec["normalize"]), device=device,
+                      autocast_dtype=autocast_dtype)
+        qvecs = enc.encode_texts(qtexts, load_tokenizer(spec["model"]), p.query_max_length)
+        scores, rows = dense.search(index_dir, qvecs, p.k, p.nprobe)
+    else:
+        raise IrflowError(f"unknown index type {info['type']!r}", where=index_dir)
+    doc_ids = pq.read_table(Path(index_dir) / "ids.parquet").column("id").to_numpy(zero_copy_only=False)
+    run = {}
+    for qi, qid in enumerate(qids):
+        valid = rows[qi] >= 0
+        run[qid] = list(zip(doc_ids[rows[qi][valid]].tolist(), np.asarray(scores[qi][valid], dtype=np.float64).tolist()))
+    write_run(out / RUN, run, tag)
+    return {"queries": len(qids), "empty_queries": sum(1 for v in run.values() if not v)}
