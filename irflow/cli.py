@@ -31,7 +31,7 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "urllib3", "filelock", "bm25s"):
+    for noisy in ("httpx", "urllib3", "filelock", "bm25s", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

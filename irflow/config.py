@@ -89,13 +89,10 @@ class Config(_Strict):
 
 def _loc(loc: tuple) -> str:
     parts = []
-    for x in loc:
-        if isinstance(x, int):
-            parts.append(f"[{x}]")
-        elif x in ("bm25", "dense", "fusion") and parts and parts[-1] not in ("systems",):
-            continue  # pydantic's discriminator tag, not a config key
-        else:
-            parts.append(("." if parts else "") + str(x))
+    for i, x in enumerate(loc):
+        if i >= 2 and loc[i - 2] == "systems" and x in ("bm25", "dense", "fusion"):
+            continue  # pydantic's discriminator tag after a system's name, not a config key
+        parts.append(f"[{x}]" if isinstance(x, int) else ("." if parts else "") + str(x))
     return "".join(parts)
 
 

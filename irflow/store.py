@@ -137,6 +137,7 @@ class Artifact:
     def __enter__(self) -> Artifact:
         parent = self.path.parent
         parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(parent, self.key)
         self.tmp = parent / f".{self.key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()
         self._t0 = time.perf_counter()
@@ -183,6 +184,18 @@ class Artifact:
                 return
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
+
+
+def _remove_orphans(parent: Path, key: str) -> None:
+    """Temporary siblings of killed runs of this key (their process is gone) are removed."""
+    for tmp in parent.glob(f".{key}.tmp-*"):
+        try:
+            pid = int(tmp.name.split(".tmp-")[1].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            pass
 
 
 def verify(path: str | Path) -> list[str]:
