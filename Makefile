@@ -1,0 +1,28 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install from scratch into
+# $(VENV) first (torch's CPU wheel before everything else, so no multi-GB CUDA build is pulled).
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+TORCH ?= torch==2.13.0
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+demo: install
+	$(BIN)/snakemake --cores 2 results/demo/ndcg.tsv
+	@echo; echo "results/demo/ndcg.tsv:"; cat results/demo/ndcg.tsv
+
+test: install
+	$(BIN)/snakemake --lint
+	$(BIN)/python -m pytest -q -ra
+
+clean:
+	rm -rf results logs benchmarks .snakemake
