@@ -166,6 +166,10 @@ def encode(prepared, model, pooling, normalize, shard, num_shards, max_tokens, d
     from .encode import EncodeParams, encode_shard
     from .store import Artifact
 
+    if num_shards < 1:
+        raise IrflowError(f"--num-shards must be at least 1, got {num_shards}")
+    if not 0 <= shard < num_shards:
+        raise IrflowError(f"--shard must be in [0, {num_shards}) (--num-shards {num_shards}), got {shard}")
     p = EncodeParams(model, pooling, normalize, precision, shard, num_shards)
     art = Artifact(store, "encode", p.key_params(), {"prepared": prepared}, expect=out)
     if not art.complete:

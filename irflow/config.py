@@ -105,4 +105,6 @@ def validate(raw: dict, source: str = "config") -> Config:
         for err in e.errors():
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             lines.append(f"{_loc(err['loc'])}: {msg}")
+        if len(lines) == 1:  # the common case: one line, naming the key
+            raise IrflowError(f"invalid config: {lines[0]}", where=source) from None
         raise IrflowError("invalid config:\n  " + "\n  ".join(lines), where=source) from None

@@ -152,12 +152,14 @@ def _prepare_run(name: str, run: Run, eval_qids: set[str]) -> tuple[dict[str, di
 
 
 def evaluate_runs(runs: Mapping[str, Run], qrels: Qrels, measures: list[str] = DEFAULT_MEASURES, *,
-                  baseline: str | None = None, query_ids: Iterable[str] | None = None) -> EvalResult:
+                  baseline: str | None = None, query_ids: Iterable[str] | None = None,
+                  qrels_source: str | None = None) -> EvalResult:
     """Score every run on the same query set and test each against ``baseline``.
 
     ``qrels`` must already be deduplicated (a dict cannot hold duplicates; use
     :func:`irflow.trec.read_qrels` or :func:`irflow.trec.dedupe_qrels`). See the module docstring
-    for the query-set, tie and significance rules.
+    for the query-set, tie and significance rules. ``qrels_source`` (a file or spec) prefixes the
+    warning about dropped qrels rows.
     """
     import ir_measures
 
@@ -178,7 +180,8 @@ def evaluate_runs(runs: Mapping[str, Run], qrels: Qrels, measures: list[str] = D
             if qid not in topics:
                 dropped_rows += len(qrels_eval.pop(qid))
         if dropped_rows:
-            _warn(warnings, f"{dropped_rows} qrels rows for queries not in the topics were dropped")
+            prefix = f"{qrels_source}: " if qrels_source else ""
+            _warn(warnings, f"{prefix}{dropped_rows} qrels rows for queries not in the topics were dropped")
         topics_without_qrels = len(topics - set(qrels_eval))
         if topics_without_qrels:
             _warn(warnings, f"{topics_without_qrels} of {len(topics)} topics have no qrels "
@@ -325,7 +328,8 @@ def evaluate_step(runs: Mapping[str, Path], qrels_spec: str, queries_dir: Path, 
         warnings += stats.warnings
     qrels, qstats = dedupe_qrels(iter_qrels(qrels_spec), source=qrels_spec)
     warnings += qstats.warnings
-    result = evaluate_runs(loaded, qrels, measures, baseline=baseline, query_ids=load_ids(queries_dir))
+    result = evaluate_runs(loaded, qrels, measures, baseline=baseline, query_ids=load_ids(queries_dir),
+                           qrels_source=qrels_spec)
     write_tables(result, out)
     return {"queries": len(result.query_ids), "warnings": warnings + result.warnings,
             "means": result.means}

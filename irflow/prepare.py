@@ -55,6 +55,7 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
         if tok is not None
         else None
     )
+    what = {"docs": "doc", "queries": "query"}[p.kind]
     seen: dict[str, int | None] = {}
     n = empty = 0
     ids: list[str] = []
@@ -71,11 +72,11 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
     try:
         for rid, text, where, line in iter_texts(p.dataset, p.kind):  # type: ignore[arg-type]
             if not rid:
-                raise IrflowError(f"empty {p.kind[:-1]} id", where=where or p.dataset, line=line)
+                raise IrflowError(f"empty {what} id", where=where or p.dataset, line=line)
             if rid in seen:
                 first = seen[rid]
                 at = f" (first at line {first})" if first else ""
-                raise IrflowError(f"duplicate {p.kind[:-1]} id {rid!r}{at}", where=where or p.dataset, line=line)
+                raise IrflowError(f"duplicate {what} id {rid!r}{at}", where=where or p.dataset, line=line)
             seen[rid] = line
             text = " ".join(text.split())  # one space between words: newlines/tabs would break TSV exports
             empty += not text
@@ -91,9 +92,11 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
             tokens.close()
     if n == 0:
         raise IrflowError(f"the collection has no {p.kind}", where=p.dataset)
+    warnings = []
     if empty:
-        log.warning("%s: %d %s with empty text", p.dataset, empty, p.kind)
-    return {"rows": n, "empty_texts": empty}
+        warnings.append(f"{p.dataset}: {empty} {p.kind} with empty text")
+        log.warning("%s", warnings[-1])
+    return {"rows": n, "empty_texts": empty, "warnings": warnings}
 
 
 def load_ids(prepared: Path) -> list[str]:

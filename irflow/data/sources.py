@@ -88,28 +88,52 @@ def _irds(dataset_id: str):
     try:
         return ir_datasets.load(dataset_id)
     except KeyError as e:
-        raise IrflowError(f"unknown ir_datasets id {dataset_id!r}") from e
+        raise IrflowError(f"unknown ir_datasets id {dataset_id!r}", where=f"irds:{dataset_id}") from None
 
 
 def _irds_stream(dataset_id: str, kind: Kind):
     ds = _irds(dataset_id)
     has = {"docs": ds.has_docs, "queries": ds.has_queries, "qrels": ds.has_qrels}[kind]()
     if not has:
-        raise IrflowError(f"ir_datasets id {dataset_id!r} provides no {kind}")
+        raise IrflowError(f"ir_datasets id {dataset_id!r} provides no {kind}", where=f"irds:{dataset_id}")
     it = {"docs": ds.docs_iter, "queries": ds.queries_iter, "qrels": ds.qrels_iter}[kind]()
     try:
         yield from it
     except IrflowError:
         raise
     except Exception as e:  # ir_datasets raises RuntimeError/ConnectionError/OSError on failed downloads
-        offline = os.environ.get("HF_HUB_OFFLINE") or "download" in str(e).lower() or "connection" in str(e).lower()
-        hint = (
-            " — the files are not in IR_DATASETS_HOME and could not be downloaded (no network?);"
-            f" IR_DATASETS_HOME={os.environ.get('IR_DATASETS_HOME', '~/.ir_datasets')}"
-            if offline
-            else ""
+        raise _irds_read_error(dataset_id, kind, e) from e
+
+
+def _download_failure(e: BaseException) -> str | None:
+    """``url: reason`` of an ir_datasets download failure, or None when ``e`` is something else."""
+    import requests
+
+    if isinstance(e, RuntimeError) and e.args and e.args[0] == "All download sources failed":
+        errors = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], list) else []
+        if errors:
+            source, err = errors[0]
+            return f"{getattr(source, 'url', source)}: {type(err).__name__}"
+        return "all download sources failed"
+    if isinstance(e, (requests.exceptions.RequestException, ConnectionError, TimeoutError)):
+        url = getattr(getattr(e, "request", None), "url", None)
+        return f"{url}: {type(e).__name__}" if url else type(e).__name__
+    return None
+
+
+def _irds_read_error(dataset_id: str, kind: str, e: Exception) -> IrflowError:
+    """One line: which id, that it is not available offline (when a download failed), and why."""
+    where = f"irds:{dataset_id}"
+    failed = _download_failure(e)
+    if failed is not None:
+        home = os.environ.get("IR_DATASETS_HOME", "~/.ir_datasets")
+        return IrflowError(
+            f"{kind} are not available offline: not in IR_DATASETS_HOME={home} and could not be "
+            f"downloaded (no network?) ({failed})",
+            where=where,
         )
-        raise IrflowError(f"ir_datasets could not read {kind} of {dataset_id!r}{hint}: {str(e)[:300]}") from e
+    detail = " ".join(str(e).split())[:300]
+    return IrflowError(f"ir_datasets could not read {kind}: {type(e).__name__}: {detail}", where=where)
 
 
 def _text_of(record) -> str:
@@ -130,6 +154,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise IrflowError(f"not valid UTF-8 (byte {e.start})", where=path, line=n) from e
+            if n == 1 and line.startswith("\ufeff"):
+                line = line[1:]  # a UTF-8 byte order mark is not part of the first record
             line = line.rstrip("\r\n")
             if line.strip():
                 yield n, line
