@@ -1,0 +1,1 @@
+"""Training: ranking losses and the code that fits models to teacher signals."""
