@@ -97,6 +97,14 @@ def _done(art) -> None:
     click.echo(str(art.path))
 
 
+def _size(value: str, option: str) -> float | int:
+    """A split size as given: "0.5" is a fraction, "40" a count."""
+    try:
+        return int(value) if value.strip().isdigit() else float(value)
+    except ValueError:
+        raise IrflowError(f"{option} must be a fraction or a count, got {value!r}") from None
+
+
 def _lease(device: str, precision: str, threads: int | None):
     from .devices import lease_device, resolve_dtype
 
@@ -129,14 +137,20 @@ def cli(verbose: bool) -> None:
 @click.option("--tokenizer", default=None, help="Model whose tokenizer to apply (HF id or directory). "
               "Without it only texts are stored (what BM25 needs).")
 @click.option("--max-length", type=int, default=None, help="Truncate token sequences to this length.")
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default=None,
+              help="Keep only this part of a deterministic query split (queries only).")
+@click.option("--split-seed", type=int, default=42, show_default=True)
+@click.option("--test-size", default="0.5", show_default=True, help="Test queries: a fraction (0.5) or a count (40).")
+@click.option("--valid-size", default="0", show_default=True, help="Validation queries: a fraction or a count.")
 @store_options
 @handles_errors
-def prepare(dataset, kind, tokenizer, max_length, store, out):
+def prepare(dataset, kind, tokenizer, max_length, split, split_seed, test_size, valid_size, store, out):
     """Read a corpus or query set once into memory-mapped Arrow (ids, texts, token ids)."""
     from .prepare import PrepareParams, prepare as run
     from .store import Artifact
 
-    p = PrepareParams(dataset, kind, tokenizer, max_length)
+    sizes = (_size(test_size, "--test-size"), _size(valid_size, "--valid-size"))
+    p = PrepareParams(dataset, kind, tokenizer, max_length, (split, split_seed, *sizes) if split else None)
     art = Artifact(store, "prepare", p.key_params(), expect=out)
     if not art.complete:
         with art:
@@ -317,6 +331,195 @@ def evaluate(runs, qrels, queries, measures, baseline, store, out):
         with art:
             _finish(art, evaluate_step(named, qrels, queries, measures, baseline, art.tmp))
     _done(art)
+
+
+# ------------------------------------------------------------------------------- preprocess / train
+
+
+@cli.command()
+@click.option("--qrels", required=True, help="irds:<id>, synthetic:<name>, or a TREC qrels file.")
+@click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Prepare artifact of ALL the collection's queries (the split is applied here).")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="First-stage search artifact whose top --depth gives candidate negatives.")
+@click.option("--run-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Or a TREC run file (e.g. a ColBERTv2 top-k).")
+@click.option("--rankgpt", nargs=2, type=click.Path(path_type=Path, dir_okay=False), default=None,
+              metavar="CANDIDATES PERMUTATIONS", help="RankGPT candidate lists (JSONL) and permutations (JSON).")
+@click.option("--pair-scores", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Teacher scores: 'pos_score neg_score qid pos_id neg_id' lines.")
+@click.option("--depth", type=int, default=200, show_default=True, help="Candidates kept per query.")
+@click.option("--min-grade", type=int, default=1, show_default=True, help="Qrels grade that counts as positive.")
+@click.option("--split-seed", type=int, default=42, show_default=True)
+@click.option("--test-size", default="0", show_default=True, help="Held-out test queries (fraction or count).")
+@click.option("--valid-size", default="0.1", show_default=True, help="Validation queries (fraction or count).")
+@store_options
+@handles_errors
+def preprocess(qrels, queries, run_dir, run_file, rankgpt, pair_scores, depth, min_grade, split_seed, test_size,
+               valid_size, store, out):
+    """Turn a training source into per-query examples (positives, candidate negatives, teacher)."""
+    from .preprocess import PreprocessParams, preprocess as run
+    from .search import RUN
+    from .store import Artifact
+
+    if run_dir and run_file:
+        raise IrflowError("give --run or --run-file, not both")
+    p = PreprocessParams(qrels, depth, min_grade, split_seed, _size(test_size, "--test-size"),
+                         _size(valid_size, "--valid-size"),
+                         tuple(str(x) for x in rankgpt) if rankgpt else None, str(pair_scores) if pair_scores else None)
+    params = p.key_params()
+    inputs = {"queries": queries, **({"run": run_dir} if run_dir else {})}
+    if run_file:
+        from .data.sources import identity
+
+        params["run_file"] = identity(str(run_file))
+    art = Artifact(store, "preprocess", params, inputs, expect=out)
+    if not art.complete:
+        with art:
+            art.seed = split_seed
+            _finish(art, run(p, queries, (run_dir / RUN) if run_dir else run_file, art.tmp))
+    _done(art)
+
+
+@cli.command()
+@click.option("--model", default=None, help="Initial model (HF id or directory) — or --init.")
+@click.option("--init", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Start from the model of a previous train artifact (stage k-1).")
+@click.option("--head", type=click.Choice(["mean", "seqcls"]), default=None,
+              help="Scoring head: mean-pooled linear head (default for sentence encoders) or the "
+              "sequence-classification logit (hub cross-encoders).")
+@click.option("--examples", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--docs", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Prepare artifact with the corpus texts.")
+@click.option("--teacher", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Score artifact with teacher scores (kl, ranknet, margin-mse).")
+@click.option("--objective", type=click.Choice(["lce", "ranknet", "margin-mse", "kl"]), default="lce",
+              show_default=True)
+@click.option("--batch-queries", type=int, default=4, show_default=True)
+@click.option("--group-size", type=int, default=8, show_default=True, help="Documents per query.")
+@click.option("--negatives-depth", type=int, default=100, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--max-length", type=int, default=256, show_default=True)
+@click.option("--lr", type=float, default=2e-5, show_default=True)
+@click.option("--head-lr", type=float, default=None, help="Learning rate of the head (default: --lr).")
+@click.option("--weight-decay", type=float, default=0.01, show_default=True)
+@click.option("--warmup-steps", type=int, default=0, show_default=True)
+@click.option("--max-steps", type=int, default=1000, show_default=True)
+@click.option("--grad-accum", type=int, default=1, show_default=True)
+@click.option("--clip-norm", type=float, default=10.0, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--checkpoint-every", type=int, default=100, show_default=True)
+@click.option("--validate-every", type=int, default=0, show_default=True, help="0 disables validation.")
+@click.option("--patience", type=int, default=5, show_default=True)
+@click.option("--stop-after", type=int, default=None, hidden=True,
+              help="Exit after this step's checkpoint, as a kill would (resume tests).")
+@device_options
+@store_options
+@handles_errors
+def train(model, init, head, examples, queries, docs, teacher, objective, batch_queries, group_size,
+          negatives_depth, temperature, max_length, lr, head_lr, weight_decay, warmup_steps, max_steps, grad_accum,
+          clip_norm, seed, checkpoint_every, validate_every, patience, stop_after, device, precision, threads,
+          store, out):
+    """Fine-tune a cross-encoder (one stage); checkpoints, exact resume, early stopping."""
+    import shutil
+
+    from .store import Artifact
+    from .train.crossencoder import GroupConfig
+    from .train.loop import OptimConfig
+    from .train.step import TrainParams, train_cross_encoder
+
+    if bool(model) == bool(init):
+        raise IrflowError("give exactly one of --model or --init")
+    p = TrainParams(model, head, max_length, GroupConfig(objective, batch_queries, group_size, negatives_depth,
+                                                         temperature),
+                    OptimConfig(lr, head_lr, weight_decay, warmup_steps, max_steps, grad_accum, clip_norm or None,
+                                precision, seed, checkpoint_every, validate_every, patience))
+    inputs = {"examples": examples, "queries": queries, "docs": docs,
+              **({"init": init} if init else {}), **({"teacher": teacher} if teacher else {})}
+    art = Artifact(store, "train", p.key_params(), inputs, expect=out)
+    ckpt = art.path.parent / f".ckpt-{art.key}"
+    if not art.complete:
+        lease, dtype = _lease(device, precision, threads)
+        with art:
+            art.seed, art.device = seed, lease.device
+            _finish(art, train_cross_encoder(p, init, examples, queries, docs, teacher, art.tmp, ckpt, key=art.key,
+                                             device=lease.device, autocast_dtype=dtype, stop_after=stop_after))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.with_name(ckpt.name + ".train_log.jsonl").unlink(missing_ok=True)
+    _done(art)
+
+
+@cli.command()
+@click.option("--model", "models", multiple=True, required=True,
+              help="Teacher cross-encoder (HF id, directory or train artifact); repeat for a mean ensemble.")
+@click.option("--examples", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--docs", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--depth", type=int, default=100, show_default=True, help="Candidates scored per query.")
+@click.option("--max-length", type=int, default=256, show_default=True)
+@device_options
+@store_options
+@handles_errors
+def score(models, examples, queries, docs, depth, max_length, device, precision, threads, store, out):
+    """Score training candidate pairs with a teacher (or a mean ensemble) into teacher.parquet."""
+    from .rerank import score_teacher
+    from .store import Artifact
+
+    params, inputs = _model_inputs(models)
+    params.update(depth=depth, max_length=max_length, precision=precision)
+    inputs.update(examples=examples, queries=queries, docs=docs)
+    art = Artifact(store, "score", params, inputs, expect=out)
+    if not art.complete:
+        lease, dtype = _lease(device, precision, threads)
+        with art:
+            art.device = lease.device
+            _finish(art, score_teacher(list(models), examples, queries, docs, art.tmp, depth=depth,
+                                       device=lease.device, autocast_dtype=dtype, max_length=max_length))
+    _done(art)
+
+
+@cli.command()
+@click.option("--model", required=True, help="Cross-encoder: HF id, directory or train artifact.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--docs", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--depth", type=int, default=100, show_default=True, help="Re-rank the top DEPTH of each query.")
+@click.option("--max-length", type=int, default=256, show_default=True)
+@device_options
+@store_options
+@handles_errors
+def rerank(model, run_dir, queries, docs, depth, max_length, device, precision, threads, store, out):
+    """Re-rank the top of a run with a cross-encoder into a new run."""
+    from .rerank import rerank as run
+    from .store import Artifact
+
+    params, inputs = _model_inputs([model])
+    params.update(depth=depth, max_length=max_length, precision=precision)
+    inputs.update(run=run_dir, queries=queries, docs=docs)
+    art = Artifact(store, "rerank", params, inputs, expect=out)
+    if not art.complete:
+        lease, dtype = _lease(device, precision, threads)
+        with art:
+            art.device = lease.device
+            _finish(art, run(model, run_dir, queries, docs, art.tmp, depth=depth, device=lease.device,
+                             autocast_dtype=dtype, max_length=max_length))
+    _done(art)
+
+
+def _model_inputs(models) -> tuple[dict, dict]:
+    """Models that are train artifacts enter the key as inputs (their keys); others by identity."""
+    from .models.resolve import identity
+    from .store import is_complete
+
+    ids, inputs = [], {}
+    for i, m in enumerate(models):
+        if is_complete(m):
+            inputs[f"model{i}"] = Path(m)
+            ids.append({"input": f"model{i}"})
+        else:
+            ids.append(identity(m))
+    return {"models": ids}, inputs
 
 
 # ----------------------------------------------------------------------------------- info / verify

@@ -25,16 +25,21 @@ class PrepareParams:
     kind: str  # "docs" | "queries"
     tokenizer: str | None = None
     max_length: int | None = None
+    #: keep one part of a deterministic query split: (part, seed, test size, validation size)
+    split: tuple[str, int, float | int, float | int] | None = None
 
     def key_params(self) -> dict:
         from .models.resolve import identity as model_identity
 
-        return {
+        params = {
             "dataset": identity(self.dataset),
             "kind": self.kind,
             "tokenizer": model_identity(self.tokenizer) if self.tokenizer else None,
             "max_length": self.max_length if self.tokenizer else None,
         }
+        if self.split is not None:  # absent rather than null, so unsplit keys stay as they were
+            params["split"] = list(self.split)
+        return params
 
 
 def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
@@ -69,8 +74,18 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
         ids.clear()
         bodies.clear()
 
+    records = iter_texts(p.dataset, p.kind)  # type: ignore[arg-type]
+    if p.split is not None:
+        from .data.split import assign
+
+        if p.kind != "queries":
+            raise IrflowError("--split applies to queries only")
+        part, seed, test, valid = p.split
+        records = list(records)
+        parts = assign((r[0] for r in records), seed=seed, test=test, valid=valid)
+        records = [r for r in records if parts[r[0]] == part]
     try:
-        for rid, text, where, line in iter_texts(p.dataset, p.kind):  # type: ignore[arg-type]
+        for rid, text, where, line in records:
             if not rid:
                 raise IrflowError(f"empty {what} id", where=where or p.dataset, line=line)
             if rid in seen:

@@ -39,6 +39,10 @@ STEP_VERSIONS: dict[str, int] = {
     "search": 1,
     "fuse": 1,
     "evaluate": 1,
+    "preprocess": 1,
+    "score": 1,
+    "train": 1,
+    "rerank": 1,
 }
 
 _LIBRARIES = (

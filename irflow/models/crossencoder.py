@@ -1,0 +1,121 @@
+"""Cross-encoders: one relevance score per (query, document) pair.
+
+Two heads share one interface:
+
+* ``seqcls`` — ``AutoModelForSequenceClassification`` with one logit: every published re-ranker
+  on the hub (``cross-encoder/ms-marco-MiniLM-L-6-v2``, monoT5-style heads aside) loads this way.
+* ``mean`` — a linear head on the mean of the last hidden states. This is irflow's default for
+  starting from a *sentence* encoder such as all-MiniLM-L6-v2, whose CLS token and pooler were
+  never trained: a fresh classifier on that CLS barely varies across pairs and stays at the
+  label-prior loss on small data, while the mean-pooled states it was trained to produce carry
+  the query–document interaction from the first step. The head starts at zero, so the first
+  scores are uniform and the first gradients are the head's.
+
+A trained model is saved as an HF ``save_pretrained`` directory (safetensors), its tokenizer, the
+head (``irflow_head.safetensors``) and ``irflow_model.json`` (family, head, max length, the key
+of the artifact that made it), so any step loads it without flags.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import IrflowError
+from .resolve import load_error, resolve
+
+CARD = "irflow_model.json"
+HEAD = "irflow_head.safetensors"
+
+
+def read_card(model: str) -> dict:
+    p = Path(model)
+    if (p / CARD).is_file():
+        return json.loads((p / CARD).read_text())
+    return {}
+
+
+class CrossEncoder(nn.Module):
+    def __init__(self, model: str, head: str | None = None, max_length: int = 256):
+        super().__init__()
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+        card = read_card(model)
+        self.head_type = head or card.get("head") or "mean"
+        self.max_length = max_length
+        path = resolve(model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+            if self.head_type == "seqcls":
+                self.backbone = AutoModelForSequenceClassification.from_pretrained(
+                    path, num_labels=1, trust_remote_code=False, attn_implementation="sdpa")
+            elif self.head_type == "mean":
+                self.backbone = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation="sdpa")
+            else:
+                raise IrflowError(f"unknown cross-encoder head {self.head_type!r} (mean or seqcls)")
+        except IrflowError:
+            raise
+        except Exception as e:
+            raise load_error(model, e) from e
+        if self.head_type == "mean":
+            self.head = nn.Linear(self.backbone.config.hidden_size, 1)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            head_file = Path(path) / HEAD
+            if head_file.is_file():
+                from safetensors.torch import load_file
+
+                self.head.load_state_dict(load_file(str(head_file)))
+
+    def tokenize(self, queries: list[str], docs: list[str]) -> dict:
+        return self.tokenizer(queries, docs, truncation="longest_first", max_length=self.max_length,
+                              padding=True, return_tensors="pt")
+
+    def forward(self, **enc) -> torch.Tensor:
+        if self.head_type == "seqcls":
+            return self.backbone(**enc).logits.squeeze(-1).float()
+        hidden = self.backbone(**enc).last_hidden_state
+        m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        return self.head(pooled.float()).squeeze(-1)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        if self.head_type == "seqcls":
+            return [p for n, p in self.backbone.named_parameters() if n.startswith(("classifier", "score"))]
+        return list(self.head.parameters())
+
+    def save(self, out: Path, card: dict) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(out, safe_serialization=True)
+        self.tokenizer.save_pretrained(out)
+        if self.head_type == "mean":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD))
+        (out / CARD).write_text(json.dumps({"family": "cross-encoder", "head": self.head_type,
+                                            "max_length": self.max_length, **card}, indent=2, sort_keys=True) + "\n")
+
+
+def score_pairs(model: CrossEncoder, queries: list[str], docs: list[str], *, device: str, autocast_dtype=None,
+                max_tokens: int = 16384, max_batch: int = 256) -> list[float]:
+    """Scores in input order; pairs are batched by a token budget over length-sorted inputs."""
+    import numpy as np
+
+    from .biencoder import length_batches
+
+    lengths = np.array([len(q) + len(d) for q, d in zip(queries, docs)], dtype=np.int64)
+    # characters are a cheap proxy for tokens when ordering; the budget is applied in tokens below
+    approx_tokens = np.minimum(lengths // 4 + 3, model.max_length)
+    out = np.zeros(len(queries), dtype=np.float64)
+    dev_type = "cuda" if device.startswith("cuda") else "cpu"
+    model.eval()
+    with torch.inference_mode(), torch.autocast(dev_type, dtype=autocast_dtype or torch.float32,
+                                                enabled=autocast_dtype is not None):
+        for idx in length_batches(approx_tokens, max_tokens, max_batch):
+            enc = model.tokenize([queries[i] for i in idx], [docs[i] for i in idx])
+            enc = {k: v.to(device) for k, v in enc.items()}
+            out[idx] = model(**enc).float().cpu().numpy()
+    return out.tolist()
