@@ -57,7 +57,75 @@ class FusionSystem(_Strict):
     k: int = Field(1000, ge=1)
 
 
-System = Annotated[BM25System | DenseSystem | FusionSystem, Field(discriminator="type")]
+class Stage(_Strict):
+    """One fine-tuning stage of a cross-encoder (``irflow train``)."""
+
+    objective: Literal["lce", "ranknet", "margin-mse", "kl"] = "lce"
+    #: for teacher objectives: "previous" (the previous stage's model) or model ids/dirs (a mean ensemble)
+    teacher: Literal["previous"] | list[str] | None = None
+    batch_queries: int = Field(4, ge=1)
+    group_size: int = Field(8, ge=2)
+    negatives_depth: int = Field(100, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    lr: float = Field(2e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int = Field(200, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    clip_norm: float = Field(10.0, ge=0)
+    seed: int = 42
+    validate_every: int = Field(0, ge=0)
+    patience: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _teacher(self):
+        if self.objective == "lce" and self.teacher is not None:
+            raise ValueError("objective lce uses qrels, not a teacher")
+        if self.objective != "lce" and self.teacher is None:
+            raise ValueError(f"objective {self.objective} needs a teacher")
+        return self
+
+
+class Training(_Strict):
+    """Where a stage's training examples come from: the experiment's own training split."""
+
+    first_stage: str  # a bm25/dense system of the experiment: its run gives candidate negatives
+    depth: int = Field(200, ge=1)
+    min_grade: int = 1
+
+
+class RerankSystem(_Strict):
+    """A cross-encoder re-ranking another system's top ``depth``; fine-tuned in ``stages`` if given."""
+
+    type: Literal["rerank"]
+    first_stage: str
+    depth: int = Field(100, ge=1)
+    model: str = "all-MiniLM-L6-v2"
+    head: Literal["mean", "seqcls"] | None = None
+    max_length: int = Field(256, ge=8)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    training: Training | None = None
+    stages: list[Stage] = []
+
+    @model_validator(mode="after")
+    def _stages(self):
+        if self.stages and self.training is None:
+            raise ValueError("stages need a training: section (first_stage, depth)")
+        if self.stages and self.stages[0].teacher == "previous":
+            raise ValueError("stage 1 has no previous stage to use as teacher")
+        return self
+
+
+System = Annotated[BM25System | DenseSystem | FusionSystem | RerankSystem, Field(discriminator="type")]
+
+
+class Split(_Strict):
+    """Deterministic split of the queries: evaluation uses the test part only."""
+
+    seed: int = 42
+    test: float | int = 0.5
+    valid: float | int = 0.1
 
 
 class Experiment(_Strict):
@@ -66,6 +134,7 @@ class Experiment(_Strict):
     qrels: str | None = None  # default: the queries' dataset
     measures: list[str] = ["nDCG@10", "RR(rel=2)@10", "R(rel=2)@1000", "AP(rel=2)"]
     baseline: str | None = None  # default: the first system
+    split: Split | None = None  # required when a system trains on this experiment's queries
     systems: dict[str, System] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -78,6 +147,16 @@ class Experiment(_Strict):
                         raise ValueError(f"systems.{name}.runs names unknown system {r!r}")
                     if isinstance(self.systems[r], FusionSystem):
                         raise ValueError(f"systems.{name}.runs: fusing a fusion ({r!r}) is not supported")
+            if isinstance(s, RerankSystem):
+                for what, r in (("first_stage", s.first_stage),
+                                ("training.first_stage", s.training.first_stage if s.training else None)):
+                    if r is None:
+                        continue
+                    if r not in self.systems or isinstance(self.systems[r], (FusionSystem, RerankSystem)):
+                        raise ValueError(f"systems.{name}.{what} must name a bm25 or dense system, not {r!r}")
+                if s.stages and self.split is None:
+                    raise ValueError(f"systems.{name} trains on the experiment's queries: add a split: section "
+                                     "so that evaluation uses held-out queries only")
         if self.baseline is not None and self.baseline not in names:
             raise ValueError(f"baseline {self.baseline!r} is not one of the systems ({', '.join(names)})")
         return self
@@ -90,7 +169,7 @@ class Config(_Strict):
 def _loc(loc: tuple) -> str:
     parts = []
     for i, x in enumerate(loc):
-        if i >= 2 and loc[i - 2] == "systems" and x in ("bm25", "dense", "fusion"):
+        if i >= 2 and loc[i - 2] == "systems" and x in ("bm25", "dense", "fusion", "rerank"):
             continue  # pydantic's discriminator tag after a system's name, not a config key
         parts.append(f"[{x}]" if isinstance(x, int) else ("." if parts else "") + str(x))
     return "".join(parts)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from .config import BM25System, Config, DenseSystem, Experiment, FusionSystem
+from .config import BM25System, Config, DenseSystem, Experiment, FusionSystem, RerankSystem, Stage
 from .store import artifact_path, compute_key
 
-GPU_STEPS = ("encode",)
 
 
 @dataclass(eq=False)
@@ -66,13 +65,17 @@ class Plan:
 # ------------------------------------------------------------------------------------------- steps
 
 
-def _prepare(plan: Plan, dataset: str, kind: str, tokenizer: str | None = None, max_length: int | None = None) -> Node:
+def _prepare(plan: Plan, dataset: str, kind: str, tokenizer: str | None = None, max_length: int | None = None,
+             split: tuple | None = None) -> Node:
     from .prepare import PrepareParams
 
-    p = PrepareParams(dataset, kind, tokenizer, max_length)
+    p = PrepareParams(dataset, kind, tokenizer, max_length, split)
     args = ["--dataset", dataset, "--kind", kind]
     if tokenizer:
         args += ["--tokenizer", tokenizer, "--max-length", str(max_length)]
+    if split:
+        args += ["--split", split[0], "--split-seed", str(split[1]), "--test-size", str(split[2]),
+                 "--valid-size", str(split[3])]
     return plan.add(Node("prepare", p.key_params(), args))
 
 
@@ -129,18 +132,107 @@ def _fusion(plan: Plan, s: FusionSystem, runs: dict[str, Node]) -> Node:
     return plan.add(Node("fuse", params, args, inputs, {n: ("--run", "") for n in inputs}))
 
 
+def _train_stage(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, examples: Node, queries: Node,
+                 docs: Node) -> Node:
+    from .train.crossencoder import GroupConfig
+    from .train.loop import OptimConfig
+    from .train.step import TrainParams
+
+    inputs = {"examples": examples, "queries": queries, "docs": docs}
+    opts = {"examples": ("--examples", ""), "queries": ("--queries", ""), "docs": ("--docs", "")}
+    if prev is not None:
+        inputs["init"], opts["init"] = prev, ("--init", "")
+    if st.teacher is not None:
+        inputs["teacher"], opts["teacher"] = _teacher(plan, s, st, prev, examples, queries, docs), ("--teacher", "")
+    p = TrainParams(None if prev else s.model, s.head, s.max_length,
+                    GroupConfig(st.objective, st.batch_queries, st.group_size, st.negatives_depth, st.temperature),
+                    OptimConfig(st.lr, st.head_lr, st.weight_decay, st.warmup_steps, st.max_steps, st.grad_accum,
+                                st.clip_norm or None, s.precision, st.seed, 100, st.validate_every, st.patience))
+    args = ([] if prev else ["--model", s.model]) + (["--head", s.head] if s.head else []) + [
+        "--objective", st.objective, "--batch-queries", str(st.batch_queries), "--group-size", str(st.group_size),
+        "--negatives-depth", str(st.negatives_depth), "--temperature", repr(st.temperature),
+        "--max-length", str(s.max_length), "--lr", repr(st.lr), "--weight-decay", repr(st.weight_decay),
+        "--warmup-steps", str(st.warmup_steps), "--max-steps", str(st.max_steps), "--grad-accum", str(st.grad_accum),
+        "--clip-norm", repr(st.clip_norm), "--seed", str(st.seed), "--validate-every", str(st.validate_every),
+        "--patience", str(st.patience), "--precision", s.precision]
+    if st.head_lr is not None:
+        args += ["--head-lr", repr(st.head_lr)]
+    return plan.add(Node("train", p.key_params(), args, inputs, opts, gpu=True))
+
+
+def _model_args(models: list, opts_name: str = "--model") -> tuple[dict, list[str], dict, dict]:
+    """Models as `irflow score/rerank` sees them: store artifacts as inputs, others by identity."""
+    from .models.resolve import identity
+
+    ids, args, inputs, opts = [], [], {}, {}
+    for i, m in enumerate(models):
+        if isinstance(m, Node):
+            inputs[f"model{i}"], opts[f"model{i}"] = m, (opts_name, "")
+            ids.append({"input": f"model{i}"})
+        else:
+            ids.append(identity(m))
+            args += [opts_name, m]
+    return {"models": ids}, args, inputs, opts
+
+
+def _teacher(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, examples: Node, queries: Node,
+             docs: Node) -> Node:
+    models = [prev] if st.teacher == "previous" else list(st.teacher)
+    params, args, inputs, opts = _model_args(models)
+    params.update(depth=st.negatives_depth, max_length=s.max_length, precision=s.precision)
+    args += ["--depth", str(st.negatives_depth), "--max-length", str(s.max_length), "--precision", s.precision]
+    inputs.update(examples=examples, queries=queries, docs=docs)
+    opts.update(examples=("--examples", ""), queries=("--queries", ""), docs=("--docs", ""))
+    return plan.add(Node("score", params, args, inputs, opts, gpu=True))
+
+
+def _rerank(plan: Plan, exp: Experiment, s: RerankSystem, runs: dict[str, Node], all_queries: Node,
+            eval_queries: Node) -> Node:
+    docs = _prepare(plan, exp.corpus, "docs")
+    model: Node | str = s.model
+    if s.stages:
+        from .preprocess import PreprocessParams
+
+        split = exp.split
+        pp = PreprocessParams(exp.qrels or exp.queries, s.training.depth, s.training.min_grade, split.seed,
+                              split.test, split.valid)
+        args = ["--qrels", exp.qrels or exp.queries, "--depth", str(s.training.depth), "--min-grade",
+                str(s.training.min_grade), "--split-seed", str(split.seed), "--test-size", str(split.test),
+                "--valid-size", str(split.valid)]
+        examples = plan.add(Node("preprocess", pp.key_params(), args,
+                                 {"queries": all_queries, "run": runs[s.training.first_stage]},
+                                 {"queries": ("--queries", ""), "run": ("--run", "")}))
+        prev = None
+        for st in s.stages:
+            prev = _train_stage(plan, s, st, prev, examples, all_queries, docs)
+        model = prev
+    params, args, inputs, opts = _model_args([model])
+    params.update(depth=s.depth, max_length=s.max_length, precision=s.precision)
+    args += ["--depth", str(s.depth), "--max-length", str(s.max_length), "--precision", s.precision]
+    inputs.update(run=runs[s.first_stage], queries=eval_queries, docs=docs)
+    opts.update(run=("--run", ""), queries=("--queries", ""), docs=("--docs", ""))
+    return plan.add(Node("rerank", params, args, inputs, opts, gpu=True))
+
+
 def build(config: Config, store: str = "results/store") -> Plan:
     from .evaluate import evaluate_params
 
     plan = Plan(store)
     for name, exp in config.experiments.items():
         queries = _prepare(plan, exp.queries, "queries")
+        eval_queries = queries
+        if exp.split is not None:
+            eval_queries = _prepare(plan, exp.queries, "queries",
+                                    split=("test", exp.split.seed, exp.split.test, exp.split.valid))
         runs: dict[str, Node] = {}
         for sname, s in exp.systems.items():
             if isinstance(s, BM25System):
                 runs[sname] = _bm25(plan, exp, s, queries)
             elif isinstance(s, DenseSystem):
                 runs[sname] = _dense(plan, exp, s, queries)
+        for sname, s in exp.systems.items():
+            if isinstance(s, RerankSystem):
+                runs[sname] = _rerank(plan, exp, s, runs, queries, eval_queries)
         for sname, s in exp.systems.items():
             if isinstance(s, FusionSystem):
                 runs[sname] = _fusion(plan, s, runs)
@@ -151,7 +243,7 @@ def build(config: Config, store: str = "results/store") -> Plan:
         args = ["--qrels", qrels, "--baseline", baseline]
         for m in exp.measures:
             args += ["--measure", m]
-        inputs = {"queries": queries, **{f"run:{n}": r for n, r in runs.items()}}
+        inputs = {"queries": eval_queries, **{f"run:{n}": r for n, r in runs.items()}}
         opts = {"queries": ("--queries", ""), **{f"run:{n}": ("--run", f"{n}=") for n in runs}}
         plan.experiments[name] = plan.add(Node("evaluate", params, args, inputs, opts))
         plan.systems[name] = runs

@@ -107,3 +107,82 @@ rule evaluate:
         "../envs/irflow.yaml"
     shell:
         "irflow evaluate {params.args} > {log} 2>&1"
+
+
+rule preprocess:
+    input:
+        unpack(inputs_of("preprocess")),
+    output:
+        "results/store/preprocess/{key}/manifest.json",
+    log:
+        "logs/preprocess/{key}.log",
+    params:
+        args=command_of("preprocess"),
+        version=IRFLOW_VERSION,
+    conda:
+        "../envs/irflow.yaml"
+    shell:
+        "irflow preprocess {params.args} > {log} 2>&1"
+
+
+rule score:
+    input:
+        unpack(inputs_of("score")),
+    output:
+        "results/store/score/{key}/manifest.json",
+    log:
+        "logs/score/{key}.log",
+    benchmark:
+        "benchmarks/score/{key}.tsv"
+    params:
+        args=command_of("score"),
+        version=IRFLOW_VERSION,
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/irflow.yaml"
+    shell:
+        "irflow score {params.args} --threads {threads} > {log} 2>&1"
+
+
+rule train:
+    input:
+        unpack(inputs_of("train")),
+    output:
+        "results/store/train/{key}/manifest.json",
+    log:
+        "logs/train/{key}.log",
+    benchmark:
+        "benchmarks/train/{key}.tsv"
+    params:
+        args=command_of("train"),
+        version=IRFLOW_VERSION,
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/irflow.yaml"
+    shell:
+        "irflow train {params.args} --threads {threads} > {log} 2>&1"
+
+
+rule rerank:
+    input:
+        unpack(inputs_of("rerank")),
+    output:
+        "results/store/rerank/{key}/manifest.json",
+    log:
+        "logs/rerank/{key}.log",
+    benchmark:
+        "benchmarks/rerank/{key}.tsv"
+    params:
+        args=command_of("rerank"),
+        version=IRFLOW_VERSION,
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/irflow.yaml"
+    shell:
+        "irflow rerank {params.args} --threads {threads} > {log} 2>&1"

@@ -63,3 +63,34 @@ def test_workflow_runs_and_reruns_only_what_changed(workflow):
     assert not STORE_RULES & set(planned), planned
     workflow.snakemake(target)
     assert read_tsv(workflow.path / target) == rows
+
+
+def test_two_stage_reranker_chain_in_the_workflow(workflow, tiny_bert):
+    """preprocess -> train (LCE) -> score (stage 1 as teacher) -> train (KL) -> rerank -> evaluate."""
+    stage = {"batch_queries": 2, "group_size": 4, "max_steps": 4, "lr": 1e-3}
+    config = {"experiments": {"tiny-ft": {
+        "corpus": "synthetic:tiny", "queries": "synthetic:tiny", "baseline": "bm25",
+        "split": {"seed": 1, "test": 10, "valid": 5},
+        "systems": {
+            "bm25": {"type": "bm25"},
+            "rerank": {"type": "rerank", "first_stage": "bm25", "depth": 20, "model": str(tiny_bert),
+                       "max_length": 64, "training": {"first_stage": "bm25", "depth": 30, "min_grade": 2},
+                       "stages": [{"objective": "lce", **stage},
+                                  {"objective": "kl", "teacher": "previous", **stage}]},
+        },
+    }}}
+    workflow.write_config(config)
+    target = "results/tiny-ft/ndcg.tsv"
+    planned = workflow.planned_jobs(target)
+    assert planned["train"] == 2 and planned["score"] == 1 and planned["rerank"] == 1, planned
+    workflow.snakemake(target)
+    rows = read_tsv(workflow.path / target)
+    assert [r["system"] for r in rows] == ["bm25", "rerank"]
+    assert all(int(r["queries"]) == 10 for r in rows)  # the held-out test queries only
+    assert workflow.planned_jobs(target) == {}
+
+    # Stage 2's key includes stage 1's: changing stage 1 re-trains both, re-scores and re-ranks.
+    config["experiments"]["tiny-ft"]["systems"]["rerank"]["stages"][0]["max_steps"] = 5
+    workflow.write_config(config)
+    planned = workflow.planned_jobs(target)
+    assert planned == {"train": 2, "score": 1, "rerank": 1, "evaluate": 1, "results": 1}, planned
