@@ -385,8 +385,9 @@ def preprocess(qrels, queries, run_dir, run_file, rankgpt, pair_scores, depth, m
 @click.option("--model", default=None, help="Initial model (HF id or directory) — or --init.")
 @click.option("--init", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Start from the model of a previous train artifact (stage k-1).")
-@click.option("--head", type=click.Choice(["mean", "seqcls"]), default=None,
-              help="Scoring head: mean-pooled linear head (default for sentence encoders) or the "
+@click.option("--head", type=click.Choice(["cosine", "mean", "seqcls"]), default=None,
+              help="Scoring head: scaled cosine of the jointly encoded query and document segments "
+              "(default for sentence encoders), a linear head on mean-pooled states, or the "
               "sequence-classification logit (hub cross-encoders).")
 @click.option("--examples", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True)

@@ -102,7 +102,7 @@ class RerankSystem(_Strict):
     first_stage: str
     depth: int = Field(100, ge=1)
     model: str = "all-MiniLM-L6-v2"
-    head: Literal["mean", "seqcls"] | None = None
+    head: Literal["cosine", "mean", "seqcls"] | None = None
     max_length: int = Field(256, ge=8)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     training: Training | None = None

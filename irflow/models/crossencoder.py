@@ -4,12 +4,15 @@ Two heads share one interface:
 
 * ``seqcls`` — ``AutoModelForSequenceClassification`` with one logit: every published re-ranker
   on the hub (``cross-encoder/ms-marco-MiniLM-L-6-v2``, monoT5-style heads aside) loads this way.
-* ``mean`` — a linear head on the mean of the last hidden states. This is irflow's default for
-  starting from a *sentence* encoder such as all-MiniLM-L6-v2, whose CLS token and pooler were
-  never trained: a fresh classifier on that CLS barely varies across pairs and stays at the
-  label-prior loss on small data, while the mean-pooled states it was trained to produce carry
-  the query–document interaction from the first step. The head starts at zero, so the first
-  scores are uniform and the first gradients are the head's.
+* ``cosine`` (irflow's default for a *sentence* encoder such as all-MiniLM-L6-v2) — query and
+  document are encoded jointly, as in any cross-encoder, and the score is a learnt scale times the
+  cosine of the mean of the query segment's last hidden states and the mean of the document
+  segment's, plus a bias. all-MiniLM-L6-v2's CLS token and pooler were never trained: a fresh
+  classifier on that CLS barely varies across pairs and, trained the usual way on a few thousand
+  pairs, stays at the label-prior loss. Mean-pooled segments are what the encoder was trained to
+  make comparable, so this head ranks sensibly before the first step and fine-tuning starts from
+  there instead of from noise.
+* ``mean`` — a linear head (zero-initialised) on the mean of all last hidden states.
 
 A trained model is saved as an HF ``save_pretrained`` directory (safetensors), its tokenizer, the
 head (``irflow_head.safetensors``) and ``irflow_model.json`` (family, head, max length, the key
@@ -38,32 +41,47 @@ def read_card(model: str) -> dict:
     return {}
 
 
+def _default_head(path: str) -> str:
+    """seqcls for a published re-ranker (a sequence-classification checkpoint), else cosine."""
+    from transformers import AutoConfig
+
+    archs = AutoConfig.from_pretrained(path, trust_remote_code=False).architectures or []
+    return "seqcls" if any(a.endswith("ForSequenceClassification") for a in archs) else "cosine"
+
+
 class CrossEncoder(nn.Module):
     def __init__(self, model: str, head: str | None = None, max_length: int = 256):
         super().__init__()
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
         card = read_card(model)
-        self.head_type = head or card.get("head") or "mean"
         self.max_length = max_length
         path = resolve(model)
         try:
+            self.head_type = head or card.get("head") or _default_head(path)
             self.tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
             if self.head_type == "seqcls":
                 self.backbone = AutoModelForSequenceClassification.from_pretrained(
                     path, num_labels=1, trust_remote_code=False, attn_implementation="sdpa")
-            elif self.head_type == "mean":
+            elif self.head_type in ("mean", "cosine"):
                 self.backbone = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation="sdpa")
             else:
-                raise IrflowError(f"unknown cross-encoder head {self.head_type!r} (mean or seqcls)")
+                raise IrflowError(f"unknown cross-encoder head {self.head_type!r} (cosine, mean or seqcls)")
         except IrflowError:
             raise
         except Exception as e:
             raise load_error(model, e) from e
-        if self.head_type == "mean":
+        if self.head_type == "cosine":
+            if "token_type_ids" not in self.tokenizer.model_input_names:
+                raise IrflowError(f"head 'cosine' needs a tokenizer with segment ids; {model!r} has none: use head mean")
+            self.head = nn.Linear(1, 1)  # score = w * cos(q, d) + b
+            nn.init.constant_(self.head.weight, 20.0)
+            nn.init.zeros_(self.head.bias)
+        elif self.head_type == "mean":
             self.head = nn.Linear(self.backbone.config.hidden_size, 1)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        if self.head_type in ("mean", "cosine"):
             head_file = Path(path) / HEAD
             if head_file.is_file():
                 from safetensors.torch import load_file
@@ -77,10 +95,16 @@ class CrossEncoder(nn.Module):
     def forward(self, **enc) -> torch.Tensor:
         if self.head_type == "seqcls":
             return self.backbone(**enc).logits.squeeze(-1).float()
-        hidden = self.backbone(**enc).last_hidden_state
-        m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        return self.head(pooled.float()).squeeze(-1)
+        hidden = self.backbone(**enc).last_hidden_state.float()
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        if self.head_type == "mean":
+            return self.head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).squeeze(-1)
+        doc = enc["token_type_ids"].unsqueeze(-1).float() * mask
+        query = mask - doc
+        q = (hidden * query).sum(1) / query.sum(1).clamp(min=1)
+        d = (hidden * doc).sum(1) / doc.sum(1).clamp(min=1)
+        cos = torch.nn.functional.cosine_similarity(q, d, dim=-1)
+        return self.head(cos.unsqueeze(-1)).squeeze(-1)
 
     def head_parameters(self) -> list[nn.Parameter]:
         if self.head_type == "seqcls":
@@ -91,7 +115,7 @@ class CrossEncoder(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(out, safe_serialization=True)
         self.tokenizer.save_pretrained(out)
-        if self.head_type == "mean":
+        if self.head_type in ("mean", "cosine"):
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD))
