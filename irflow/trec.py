@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import IrflowError
+from .textfile import text_lines
 
 log = logging.getLogger("irflow")
 
@@ -213,27 +214,8 @@ def write_run(path: str | os.PathLike, run: Run, tag: str) -> None:
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(1-based line number, whitespace-split columns)`` of the non-blank lines."""
-    where = str(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise IrflowError("no such file", where=where) from None
-    except IsADirectoryError:
-        raise IrflowError("is a directory, expected a file", where=where) from None
-    except PermissionError:
-        raise IrflowError("permission denied", where=where) from None
-    with f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise IrflowError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)",
-                                  where=where, line=n) from None
-            if n == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            cols = text.split()
-            if cols:
-                yield n, cols
+    for n, text in text_lines(path):
+        yield n, text.split()
 
 
 def read_run(path: str | os.PathLike, *, repair_duplicates: bool = True) -> tuple[Run, RunStats]:

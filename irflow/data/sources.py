@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import IrflowError
+from ..textfile import text_lines
 
 Kind = Literal["docs", "queries", "qrels"]
 _ID_FIELDS = {"docs": ("doc_id", "docno", "id", "_id"), "queries": ("query_id", "qid", "id", "_id")}
@@ -145,26 +146,10 @@ def _text_of(record) -> str:
 # ---------------------------------------------------------------------------------------- local files
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    if not path.is_file():
-        raise IrflowError("no such file", where=path)
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise IrflowError(f"not valid UTF-8 (byte {e.start})", where=path, line=n) from e
-            if n == 1 and line.startswith("\ufeff"):
-                line = line[1:]  # a UTF-8 byte order mark is not part of the first record
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield n, line
-
-
 def _file_texts(path: Path, kind: Kind) -> Iterator[tuple[str, str, int]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        for n, line in _lines(path):
+        for n, line in text_lines(path):
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
@@ -179,7 +164,7 @@ def _file_texts(path: Path, kind: Kind) -> Iterator[tuple[str, str, int]]:
                 text = f"{obj['title']} {text}"
             yield str(obj[key]), str(text), n
     else:
-        for n, line in _lines(path):
+        for n, line in text_lines(path):
             cols = line.split("\t")
             if len(cols) != 2:
                 raise IrflowError(f"expected 2 tab-separated columns (id, text), found {len(cols)}", where=path, line=n)
@@ -187,7 +172,7 @@ def _file_texts(path: Path, kind: Kind) -> Iterator[tuple[str, str, int]]:
 
 
 def _file_qrels(path: Path) -> Iterator[tuple[str, str, int, int]]:
-    for n, line in _lines(path):
+    for n, line in text_lines(path):
         cols = line.split()
         if len(cols) != 4:
             raise IrflowError(f"expected 4 columns (qid iter docid rel), found {len(cols)}", where=path, line=n)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import IrflowError
+from ..textfile import open_binary, text_lines
 
 log = logging.getLogger("irflow")
 
@@ -43,34 +44,6 @@ MAX_EXAMPLES = 10
 def _warn(warnings: list[str], message: str) -> None:
     log.warning("%s", message)
     warnings.append(message)
-
-
-def _open_binary(path: Path):
-    where = str(path)
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise IrflowError("no such file", where=where) from None
-    except IsADirectoryError:
-        raise IrflowError("is a directory, expected a file", where=where) from None
-    except PermissionError:
-        raise IrflowError("permission denied", where=where) from None
-
-
-def _iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(1-based line number, text)`` of the non-blank lines, decoded as strict UTF-8."""
-    where = str(path)
-    with _open_binary(path) as f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise IrflowError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)",
-                                  where=where, line=n) from None
-            if n == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            if text.strip():
-                yield n, text
 
 
 # ------------------------------------------------------------------------------------- RankGPT
@@ -138,7 +111,7 @@ def _is_id(value: object) -> bool:
 def _candidates(path: Path) -> Iterator[tuple[int, str, list[str] | str]]:
     """Yield ``(line, query id, doc ids ordered by rank | reason to drop)`` of a candidates JSONL."""
     where = str(path)
-    for n, text in _iter_text_lines(path):
+    for n, text in text_lines(path):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
@@ -273,7 +246,7 @@ def read_rankgpt(candidates_path: str | os.PathLike, permutations_path: str | os
 
 def _load_permutations(path: Path) -> list | dict[str, object]:
     where = str(path)
-    with _open_binary(path) as f:
+    with open_binary(path) as f:
         raw = f.read()
     try:
         text = raw.decode("utf-8")
@@ -344,7 +317,7 @@ def read_pair_scores(path: str | os.PathLike, *, known_queries: Container[str] |
     first: dict[tuple[str, str, str], int] = {}
     ids: dict[str, str] = {}
     intern = ids.setdefault
-    for n, text in _iter_text_lines(path):
+    for n, text in text_lines(path):
         stats.lines += 1
         cols = text.split()
         if len(cols) != 5:
