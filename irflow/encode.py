@@ -48,14 +48,19 @@ def shard_range(n: int, shard: int, num_shards: int) -> tuple[int, int]:
     return n * shard // num_shards, n * (shard + 1) // num_shards
 
 
-def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, autocast_dtype, max_tokens: int,
-                 progress: bool = True) -> dict:
+def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, autocast_dtype,
+                 max_tokens: int | None = None, max_batch: int | None = None, progress: bool = True) -> dict:
+    """Encode rows ``shard_range(...)`` of ``prepared`` into ``out/emb.npy`` (float16) and ``out/ids.parquet``.
+
+    ``max_tokens``/``max_batch`` bound one padded batch (None: the Encoder's defaults for ``device``); they change
+    speed and memory, never the vectors beyond float rounding.
+    """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import pyarrow as pa
     from tqdm import tqdm
 
-    from .models.biencoder import Encoder, EncoderSpec, length_batches
+    from .models.biencoder import DEFAULT_MAX_BATCH, Encoder, EncoderSpec, default_max_tokens, length_batches
 
     tokens_path = prepared / arrow.TOKENS
     if not tokens_path.is_file():
@@ -67,16 +72,17 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     offsets = part.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
     values = part.values.to_numpy(zero_copy_only=False)
     lengths = np.diff(offsets)
+    max_tokens = max_tokens or default_max_tokens(device)
+    max_batch = max_batch or DEFAULT_MAX_BATCH
 
     enc = Encoder(EncoderSpec(p.model, p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
     dim = enc.model.config.hidden_size
     emb = np.lib.format.open_memmap(out / "emb.npy", mode="w+", dtype=np.float16, shape=(len(lengths), dim))
-    batches = list(length_batches(lengths, max_tokens, 512))
+    n_batches = sum(1 for _ in length_batches(lengths, max_tokens, max_batch))
     bar = tqdm(total=len(lengths), unit="psg", file=sys.stderr, disable=not progress, mininterval=2.0)
-    for idx in batches:
-        seqs = [values[offsets[i] : offsets[i + 1]] for i in idx]
-        emb[idx] = enc.forward(seqs).astype(np.float16)
-        bar.update(len(idx))
+    # zero-copy views into the memory-mapped token column, one per row
+    seqs = _RowViews(values, offsets)
+    enc.encode_ids(seqs, max_tokens=max_tokens, max_batch=max_batch, out=emb, progress=bar.update, lengths=lengths)
     bar.close()
     emb.flush()
     del emb
@@ -85,4 +91,21 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
         __import__("json").dumps({"model": p.model, "pooling": p.pooling, "normalize": p.normalize}) + "\n"
     )
     return {"rows": int(len(lengths)), "dim": int(dim), "range": [int(start), int(stop)],
-            "tokens": int(lengths.sum()), "batches": len(batches), "mean_length": float(pc.mean(pa.array(lengths)).as_py() or 0)}
+            "tokens": int(lengths.sum()), "batches": n_batches,
+            "weights": str(enc.weight_dtype or "torch.float32").removeprefix("torch."), "mean_length": float(pc.mean(pa.array(lengths)).as_py() or 0)}
+
+
+class _RowViews:
+    """Row ``i`` of a ragged (values, offsets) column as a numpy view, without building a list."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+        self.values, self.offsets = values, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))

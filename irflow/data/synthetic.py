@@ -1,42 +1,50 @@
-"""An embedded, deterministic, topical English test collection: corpus, queries and graded qrels.
+"""An embedded, deterministic, topical English test collection: passages, queries, graded qrels.
 
 The demo (and the unit tests) must run with no network, so this module writes a small collection
 from a seed instead of downloading one. It is pure Python and standard library: ``random.Random``
-with string seeds (seeded through SHA-512, so the same on every machine and Python build), no
-iteration over sets or dicts whose order could vary, and nothing heavy imported.
+with string seeds (hashed with SHA-512, so the same stream on every machine and Python build),
+no iteration over sets or over dicts with unstable order, and nothing heavy imported.
 
 How the collection is built
 ---------------------------
-* ``_TOPICS`` holds 27 topics (astronomy, cooking, football, medicine, ...). Each topic has three
-  subtopics, and each subtopic five *facets*: concepts that a passage can be about. A facet has a
-  few *document forms* (synonymous noun phrases that passages use, e.g. "sourdough starter",
-  "starter culture", "wild yeast levain") and *query paraphrases* that no passage uses (e.g.
-  "natural leavening"). Some words are deliberately shared across topics ("star" in astronomy,
-  film and marine biology; "bank" in banking, rivers and wine; "current" in rivers, electricity
-  and oceans; "court" in tennis and law; "python" in programming and wildlife; "crane" in birds
-  and construction) so that lexical matching alone is sometimes misled.
-* A document belongs to one subtopic. It has a *primary* facet (two sentences) and up to
-  ``max_secondary_facets`` secondary facets of the same subtopic (one sentence each), written
-  with sentence templates and a randomly chosen document form per mention, plus sentences about
-  the topic at large, generic filler, and sometimes a digression naming another topic. Passages
-  run from ``min_words`` to ``max_words`` words.
-* A query is drawn from an *anchor* document of its subtopic: it names the anchor's primary
-  facet, and sometimes a secondary one too. Each facet mention is a query paraphrase with
-  probability ``paraphrase_rate`` (vocabulary mismatch: a semantic encoder helps) and otherwise
-  one of the document forms (lexical overlap: BM25 works, but only for passages that chose the
-  same form).
-* Graded qrels (TREC-DL style), per query:
-    - 3: same subtopic, and the passage covers every facet of the query (for a one-facet query:
-      the facet is the passage's primary facet);
-    - 2: same subtopic, covers some of the query's facets (one-facet query: a secondary facet);
-    - 1: same subtopic without the query's facets, and a sample of ``judged_related`` passages
-      from the topic's other subtopics;
-    - 0: a sample of ``judged_offtopic`` judged non-relevant passages from other topics, chosen
-      first among topics that share surface words with the query's topic.
-  Passages that are not judged count as non-relevant, as in pooled TREC judgements. Every query
-  has at least one passage graded 3 (its anchor).
+* ``_TOPICS`` holds 27 topics (astronomy, cooking, football, medicine, gardening, banking, ...).
+  Each has three subtopics, and each subtopic eight *facets*: things a passage can be about. A
+  facet has three *document forms* (near-synonyms that passages use, the first one most often,
+  e.g. "sourdough starter", "starter culture", "wild yeast levain") and two *query paraphrases*
+  that no passage uses (e.g. "natural leavening"). Some words are shared across topics on
+  purpose ("star" in astronomy, film and marine biology; "bank" in banking and rivers; "current"
+  in rivers, electricity and oceans; "court" in tennis and law; "python" in programming and
+  wildlife; "crane" in birds and construction; "plant" in gardening, electricity and
+  construction), so lexical matching is sometimes misled.
+* A passage belongs to one subtopic. It is mainly about one *primary* facet, seen from one of six
+  *aspects* (history, learning, myths, mechanism, future, benefits): a sentence in that aspect's
+  words, a follow-up, and a neutral sentence. It names ``secondary_facets`` other facets of its
+  subtopic in passing (a sentence each), sometimes a facet of a sibling subtopic (``aside_rate``),
+  and adds sentences about the subtopic and topic at large, filler, and now and then a digression
+  naming another topic. Passages run from ``min_words`` to ``max_words`` words.
+* A query is drawn from an *anchor* passage: it asks about the anchor's primary facet, usually
+  from the anchor's aspect (``aspect_query_rate``), or names two of the anchor's facets
+  (``two_facet_rate``). Each facet mention is a query paraphrase with probability
+  ``paraphrase_rate`` (vocabulary mismatch: a semantic encoder helps) and otherwise a document
+  form (lexical overlap: BM25 helps, most for passages that chose the same form). Queries often
+  name the subtopic or topic as well (``query_context_rate``, higher for paraphrased queries).
+* Graded qrels (TREC-DL style), a judged pool per query; unjudged passages count as 0:
+    - 3: a passage of the query's subtopic about exactly what was asked: the query's facet is its
+      primary facet, from the asked aspect if any (two-facet query: it covers both facets);
+    - 2: a passage of the subtopic that covers a facet of the query otherwise (another aspect, or
+      in passing);
+    - 1: related: a sample of ``judged_related`` passages of the same topic without the query's
+      facets (half from its subtopic, half from the others), and every passage of a sibling
+      subtopic that names a facet of the query in passing;
+    - 0: a sample of ``judged_offtopic`` passages of other topics, half of them from topics that
+      share surface words with the query's topic.
+  Every query has at least one passage graded 3 (its anchor).
 
-``generate`` is cached per spec, since several pipeline steps read the same collection; treat the
+Measured on "demo" (BM25: bm25s Lucene k1=0.9 b=0.4, English stopwords and Snowball stemmer;
+dense: all-MiniLM-L6-v2, cosine), nDCG@10 is roughly 0.55-0.65 for BM25, 0.6-0.65 for the dense
+model, and a little higher for their RRF fusion: neither is near 1, and fusion helps.
+
+``generate`` is cached per spec, since several pipeline steps read the same collection: treat the
 returned lists as read-only.
 """
 
@@ -48,8 +56,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 from irflow.errors import IrflowError
 
-# Bump whenever the generated text, ids or qrels could change for an unchanged spec: the
-# version is part of SyntheticSpec.identity() and therefore of every content-addressed key.
+# Bump whenever the text, ids or qrels generated for an unchanged spec could change: the version
+# is part of SyntheticSpec.identity(), hence of every content-addressed key derived from it.
 GENERATOR_VERSION = 1
 
 
@@ -59,23 +67,31 @@ class SyntheticSpec:
 
     name: str
     seed: int
-    n_topics: int
-    docs_per_topic: int
-    queries_per_topic: int
+    n_topics: int  # at most len(_TOPICS) == 27; a seeded sample when fewer
+    docs_per_topic: int  # spread evenly over the topic's subtopics
+    queries_per_topic: int  # spread evenly over the topic's subtopics
     min_words: int = 30
     max_words: int = 120
-    secondary_facets: tuple[int, int] = (1, 2)  # how many secondary facets a passage has
-    canonical_rate: float = 0.8  # a mention uses the facet's first document form
-    paraphrase_rate: float = 0.35  # a query's facet mention is a paraphrase no passage uses
+    secondary_facets: tuple[int, int] = (1, 2)  # (lo, hi) facets a passage names in passing
+    canonical_rate: float = 0.7  # a facet mention uses the facet's first document form
+    paraphrase_rate: float = 0.35  # a query's facet mention is a paraphrase that no passage uses
     two_facet_rate: float = 0.25  # a query names two facets
     aspect_query_rate: float = 0.8  # a one-facet query asks about one aspect of its facet
-    query_context_rate: tuple[float, float] = (0.3, 1.0)  # query names its field: lexical, paraphrased
-    context_sentences: tuple[int, int] = (1, 3)
-    topic_sentences: tuple[int, int] = (1, 2)
-    filler_sentences: tuple[int, int] = (0, 3)
-    digression_rate: float = 0.1
-    judged_related: int = 8
-    judged_offtopic: int = 6
+    query_context_rate: tuple[float, float] = (0.3, 1.0)  # query names its field: (lexical, paraphrased)
+    context_sentences: tuple[int, int] = (1, 3)  # (lo, hi) sentences about the subtopic at large
+    topic_sentences: tuple[int, int] = (1, 2)  # (lo, hi) sentences about the topic at large
+    filler_sentences: tuple[int, int] = (0, 3)  # (lo, hi) generic sentences
+    digression_rate: float = 0.1  # a passage mentions another topic
+    aside_rate: float = 0.3  # a passage names a facet of a sibling subtopic in passing
+    judged_related: int = 8  # grade-1 judgements sampled per query
+    judged_offtopic: int = 6  # grade-0 judgements sampled per query
+
+    def __post_init__(self) -> None:
+        # accept lists (e.g. from YAML or JSON) for the range fields; keep the spec hashable
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
 
     def identity(self) -> dict:
         """JSON-able dict of all generator parameters plus ``generator_version``."""
@@ -85,31 +101,30 @@ class SyntheticSpec:
 
 
 PRESETS: dict[str, SyntheticSpec] = {
-    # 27 topics x 90 docs = 2430 passages, 27 x 7 = 189 queries
-    "demo": SyntheticSpec(name="demo", seed=13, n_topics=27, docs_per_topic=90, queries_per_topic=7),
-    # 10 topics x 20 docs = 200 passages, 10 x 3 = 30 queries: for fast unit tests
+    # 27 topics x 100 = 2700 passages; 27 x 8 = 216 queries (enough for a train/test split)
+    "demo": SyntheticSpec(name="demo", seed=13, n_topics=27, docs_per_topic=100, queries_per_topic=8),
+    # 10 topics x 20 = 200 passages; 10 x 3 = 30 queries: for fast unit tests
     "tiny": SyntheticSpec(name="tiny", seed=7, n_topics=10, docs_per_topic=20, queries_per_topic=3),
 }
 
 
 def get_spec(name: str) -> SyntheticSpec:
     """The preset called ``name``; raises IrflowError for an unknown name."""
-    try:
+    if isinstance(name, str) and name in PRESETS:
         return PRESETS[name]
-    except (KeyError, TypeError):
-        known = ", ".join(sorted(PRESETS))
-        raise IrflowError(f"unknown synthetic collection {name!r}; known: {known}") from None
+    known = ", ".join(sorted(PRESETS))
+    raise IrflowError(f"unknown synthetic collection {name!r}; known: {known}")
 
 
 @dataclass
 class SyntheticCollection:
-    docs: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, text)
-    queries: list[tuple[str, str]] = field(default_factory=list)  # (query_id, text)
+    docs: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, text), ids "d00042"
+    queries: list[tuple[str, str]] = field(default_factory=list)  # (query_id, text), ids "q007"
     qrels: list[tuple[str, str, int]] = field(default_factory=list)  # (query_id, doc_id, grade 0..3)
 
 
 def generate(name_or_spec: str | SyntheticSpec) -> SyntheticCollection:
-    """The collection for a preset name or a spec (cached per spec; do not mutate the result)."""
+    """The collection for a preset name or a spec (cached per spec: do not mutate the result)."""
     spec = name_or_spec if isinstance(name_or_spec, SyntheticSpec) else get_spec(name_or_spec)
     _validate(spec)
     return _generate(spec)
@@ -347,7 +362,9 @@ _TOPICS: tuple = (
             " // wearable devices for diabetics | an artificial pancreas",
         )),
     )),
-    ("gardening", ("gardening", "the garden", "horticulture", "growing plants"), ("electricity", "wildlife"), (
+    ("gardening",
+     ("gardening", "the garden", "horticulture", "growing plants"),
+     ("electricity", "wildlife"), (
         ("vegetables", ("vegetable gardening", "the kitchen garden"), (
             "tomato plants | tomatoes | cherry tomatoes"
             " // growing your own juicy red fruit | vine fruit",
@@ -795,7 +812,9 @@ _TOPICS: tuple = (
             " // deciding who can watch a film | certificates for movies",
         )),
     )),
-    ("programming", ("programming", "software development", "coding", "computers"), ("wildlife", "medicine"), (
+    ("programming",
+     ("programming", "software development", "coding", "computers"),
+     ("wildlife", "medicine"), (
         ("python", ("Python programming", "coding in Python"), (
             "Python lists | list comprehensions | dictionaries"
             " // built in data structures | arrays and maps in the language",
@@ -851,7 +870,9 @@ _TOPICS: tuple = (
             " // copies of files in case of loss | restoring after a failure",
         )),
     )),
-    ("wildlife", ("wildlife", "animal behaviour", "nature", "the animal kingdom"), ("programming", "gardening"), (
+    ("wildlife",
+     ("wildlife", "animal behaviour", "nature", "the animal kingdom"),
+     ("programming", "gardening"), (
         ("reptiles", ("reptiles", "herpetology"), (
             "pythons | constrictor snakes | boa constrictors"
             " // snakes that squeeze prey | giant serpents",
@@ -1075,7 +1096,9 @@ _TOPICS: tuple = (
             " // whether coffee is good for you | the effects of coffee on the body",
         )),
     )),
-    ("photography", ("photography", "taking pictures", "cameras", "the photographic arts"), ("astronomy", "film"), (
+    ("photography",
+     ("photography", "taking pictures", "cameras", "the photographic arts"),
+     ("astronomy", "film"), (
         ("settings", ("camera settings", "exposure control"), (
             "aperture | f stops | depth of field"
             " // how wide the lens opens | blurry backgrounds",
@@ -1131,7 +1154,9 @@ _TOPICS: tuple = (
             " // shooting with rolls of film | old fashioned cameras",
         )),
     )),
-    ("mountains", ("mountaineering", "climbing mountains", "the mountains", "alpinism"), ("volcanoes", "weather"), (
+    ("mountains",
+     ("mountaineering", "climbing mountains", "the mountains", "alpinism"),
+     ("volcanoes", "weather"), (
         ("altitude", ("high altitude climbing", "Himalayan expeditions"), (
             "altitude sickness | acute mountain sickness | high altitude cerebral oedema"
             " // feeling ill in thin air | headaches up high",
@@ -1243,7 +1268,9 @@ _TOPICS: tuple = (
             " // hunting with birds | flying a bird from the glove",
         )),
     )),
-    ("construction", ("construction", "building work", "the building trade", "civil engineering"), ("birds", "electricity"), (
+    ("construction",
+     ("construction", "building work", "the building trade", "civil engineering"),
+     ("birds", "electricity"), (
         ("materials", ("building materials", "structural engineering"), (
             "reinforced concrete | rebar | poured concrete"
             " // cement with steel rods | slabs",
@@ -1299,7 +1326,9 @@ _TOPICS: tuple = (
             " // building estates | the supply of houses",
         )),
     )),
-    ("electricity", ("electricity", "electrical power", "energy", "the power sector"), ("rivers", "gardening"), (
+    ("electricity",
+     ("electricity", "electrical power", "energy", "the power sector"),
+     ("rivers", "gardening"), (
         ("grid", ("the power grid", "electricity supply"), (
             "power plants | power stations | generating stations"
             " // facilities that produce electricity | where power is made",
@@ -1467,7 +1496,9 @@ _TOPICS: tuple = (
             " // renting a bike by the hour | city bicycle schemes",
         )),
     )),
-    ("weather", ("the weather", "meteorology", "weather patterns", "the atmosphere"), ("sailing", "mountains"), (
+    ("weather",
+     ("the weather", "meteorology", "weather patterns", "the atmosphere"),
+     ("sailing", "mountains"), (
         ("storms", ("severe weather", "storms"), (
             "thunderstorms | lightning | cumulonimbus clouds"
             " // electrical storms | thunder and flashes",
@@ -1639,21 +1670,21 @@ _TOPICS: tuple = (
 
 # Sentences about one facet, neutral as to aspect; {f} is a document form, {c} a context phrase.
 _FACET_SENTENCES = (
-    "{F} is one of the first things people come across in {c}.",
+    "People new to {c} soon come across {f}.",
     "Anyone interested in {c} soon runs into {f}.",
     "Most introductions to {c} spend a whole chapter on {f}.",
     "It helps to see {f} as one part of the bigger picture of {c}.",
     "Questions about {f} come up again and again.",
     "There is still some debate among specialists about {f}.",
     "Careful attention to {f} usually pays off.",
-    "{F} is closely tied to almost everything else in {c}.",
+    "In {c}, almost everything is connected to {f} in some way.",
     "This short piece looks mainly at {f}.",
     "Here the focus is on {f}.",
     "Few subjects in {c} are discussed as often as {f}.",
     "Conversations about {c} sooner or later turn to {f}.",
-    "{F} deserves more attention than it usually gets.",
+    "More attention should be paid to {f}.",
     "Plenty has been written about {f}.",
-    "{F} comes up in almost every discussion of {c}.",
+    "Almost every discussion of {c} comes round to {f} eventually.",
     "Ask around in {c} and you will hear many opinions on {f}.",
 )
 
@@ -1669,11 +1700,11 @@ _PAIR_SENTENCES = (
 # sentences, query templates). Passages and queries word an aspect differently on purpose.
 _ASPECTS = (
     ("history", (
-        "{F} has a surprisingly long history.",
+        "The history of {f} is surprisingly long.",
         "The origins of {f} go back further than most people think.",
         "Historians have traced the development of {f} over many generations.",
         "The early story of {f} is full of colourful characters.",
-        "Old records show that {f} was already well known centuries ago.",
+        "Old records show that people already knew about {f} centuries ago.",
     ), (
         "Much of that past is now forgotten.",
         "Each generation added something new.",
@@ -1700,7 +1731,7 @@ _ASPECTS = (
     )),
     ("myths", (
         "There are plenty of myths about {f}.",
-        "A common misconception is that {f} is simple.",
+        "A common misconception is that there is nothing more to {f} than meets the eye.",
         "Much popular advice about {f} turns out to be wrong.",
         "People often believe things about {f} that are simply not true.",
         "Some widely repeated claims about {f} do not survive scrutiny.",
@@ -1714,7 +1745,7 @@ _ASPECTS = (
         "is it true what people say about {f}", "{f} facts versus fiction",
     )),
     ("mechanism", (
-        "The way {f} works is easy to follow once you see it.",
+        "Once you see it, the workings of {f} are easy to follow.",
         "The mechanics of {f} are less mysterious than they look.",
         "Careful study has shown exactly what drives {f}.",
         "Behind {f} there is a fairly simple principle.",
@@ -1729,11 +1760,11 @@ _ASPECTS = (
         "what is the principle behind {f}", "explain how {f} works",
     )),
     ("future", (
-        "{F} is likely to change a great deal in the coming years.",
+        "A great deal about {f} is likely to change in the coming years.",
         "New developments in {f} appear almost every year.",
         "The future of {f} looks more interesting than ever.",
         "Experts expect big changes in {f} over the next decade.",
-        "Where {f} goes next is the subject of lively speculation.",
+        "Where {f} will go next is the subject of lively speculation.",
     ), (
         "Technology is moving quickly.",
         "Nobody can say for sure what will happen next.",
@@ -1745,7 +1776,7 @@ _ASPECTS = (
     )),
     ("benefits", (
         "The benefits of {f} are easy to underestimate.",
-        "{F} makes a real difference in practice.",
+        "In practice, {f} can make a real difference.",
         "Without {f} many things would be much harder.",
         "People who take {f} seriously usually see the rewards.",
         "The advantages of {f} become obvious with experience.",
@@ -1762,10 +1793,10 @@ _ASPECTS = (
 
 # Sentences about the subtopic at large; {c} is a subtopic context phrase.
 _CONTEXT_SENTENCES = (
-    "{C} is a wide field with plenty of room for disagreement.",
+    "There is plenty of room for disagreement in {c}.",
     "Most people come to {c} through a friend or an evening class.",
     "Anyone who has spent time on {c} will recognise this.",
-    "{C} rewards patience more than talent.",
+    "In {c}, patience counts for more than talent.",
     "Writing about {c} has become much more popular online.",
     "The vocabulary of {c} can be confusing at first.",
     "Nobody masters {c} in a single season.",
@@ -1773,11 +1804,11 @@ _CONTEXT_SENTENCES = (
 
 # Sentences about the topic at large; {t} is a topic phrase.
 _TOPIC_SENTENCES = (
-    "{T} has a loyal following all over the world.",
+    "There is a loyal following for {t} all over the world.",
     "People have been fascinated by {t} for a very long time.",
     "There are clubs and online forums devoted to {t} in most countries.",
     "Books about {t} are easy to find in any library.",
-    "{T} attracts casual enthusiasts and serious professionals alike.",
+    "Casual enthusiasts and serious professionals alike are drawn to {t}.",
     "Many newcomers to {t} feel lost at first.",
     "Interest in {t} has grown steadily in recent years.",
     "Much of what is written about {t} repeats the same few ideas.",
@@ -1889,7 +1920,8 @@ def _validate(spec: SyntheticSpec) -> None:
         if not 0 <= lo <= hi:
             problems.append(f"{name} must be a range (lo, hi) with 0 <= lo <= hi, got {(lo, hi)}")
     rates = {n: getattr(spec, n) for n in
-             ("canonical_rate", "paraphrase_rate", "two_facet_rate", "aspect_query_rate", "digression_rate")}
+             ("canonical_rate", "paraphrase_rate", "two_facet_rate", "aspect_query_rate", "digression_rate",
+              "aside_rate")}
     rates["query_context_rate[0]"], rates["query_context_rate[1]"] = spec.query_context_rate
     for name, value in rates.items():
         if not 0.0 <= value <= 1.0:
@@ -1923,6 +1955,7 @@ class _Doc:
     aspect: int  # the angle taken on the primary facet
     facets: tuple[int, ...]  # the primary facet first, then the secondary ones
     text: str
+    aside: tuple[int, int] | None = None  # (subtopic, facet) named in passing from a sibling subtopic
 
     @property
     def primary(self) -> int:
@@ -1943,6 +1976,18 @@ def _query_form(rng: random.Random, spec: SyntheticSpec, facet: _Facet) -> tuple
     return _doc_form(rng, spec, facet), False
 
 
+def _drawer(rng: random.Random, templates: tuple[str, ...]):
+    """Draw templates without repeats (until all are used), so a passage never says a thing twice."""
+    order: list[str] = []
+
+    def draw() -> str:
+        if not order:
+            order.extend(rng.sample(templates, len(templates)))
+        return order.pop()
+
+    return draw
+
+
 def _write_doc(rng: random.Random, spec: SyntheticSpec, topics, ti: int, si: int, primary: int,
                aspect: int) -> _Doc:
     topic = topics[ti]
@@ -1950,6 +1995,8 @@ def _write_doc(rng: random.Random, spec: SyntheticSpec, topics, ti: int, si: int
     others = [i for i in range(len(sub.facets)) if i != primary]
     lo, hi = spec.secondary_facets
     secondary = rng.sample(others, rng.randint(min(lo, len(others)), min(hi, len(others))))
+    facet_sentence = _drawer(rng, _FACET_SENTENCES)
+    pair_sentence = _drawer(rng, _PAIR_SENTENCES)
 
     def form(fi: int) -> str:
         return _doc_form(rng, spec, sub.facets[fi])
@@ -1957,26 +2004,35 @@ def _write_doc(rng: random.Random, spec: SyntheticSpec, topics, ti: int, si: int
     def ctx() -> str:
         return rng.choice(sub.contexts)
 
-    # the primary facet: an aspect sentence, its follow-up, and a neutral sentence (in some order);
-    # each secondary facet: one sentence, sometimes shared with the primary facet
+    # the primary facet: an aspect sentence and its follow-up, and a neutral sentence before or
+    # after them; each secondary facet: one sentence, sometimes shared with the primary facet
     _, aspect_sentences, follow_ups, _ = _ASPECTS[aspect]
     core = [_fill(rng.choice(aspect_sentences), f=form(primary)), rng.choice(follow_ups)]
-    neutral = _fill(rng.choice(_FACET_SENTENCES), f=form(primary), c=ctx())
+    neutral = _fill(facet_sentence(), f=form(primary), c=ctx())
     if rng.random() < 0.5:
         core.insert(0, neutral)
     else:
         core.append(neutral)
     for fi in secondary:
         if rng.random() < 0.25:
-            core.append(_fill(rng.choice(_PAIR_SENTENCES), f=form(primary), g=form(fi)))
+            core.append(_fill(pair_sentence(), f=form(primary), g=form(fi)))
         else:
-            core.append(_fill(rng.choice(_FACET_SENTENCES), f=form(fi), c=ctx()))
+            core.append(_fill(facet_sentence(), f=form(fi), c=ctx()))
+    aside = None
+    if len(topic.subtopics) > 1 and rng.random() < spec.aside_rate:
+        other_si = rng.choice([i for i in range(len(topic.subtopics)) if i != si])
+        other_fi = rng.randrange(len(topic.subtopics[other_si].facets))
+        aside = (other_si, other_fi)
+        other_form = _doc_form(rng, spec, topic.subtopics[other_si].facets[other_fi])
+        core.append(_fill(pair_sentence(), f=form(primary), g=other_form))
 
     extra = []
+    context_sentence = _drawer(rng, _CONTEXT_SENTENCES)
     for _ in range(rng.randint(*spec.context_sentences)):
-        extra.append(_fill(rng.choice(_CONTEXT_SENTENCES), c=ctx()))
+        extra.append(_fill(context_sentence(), c=ctx()))
+    topic_sentence = _drawer(rng, _TOPIC_SENTENCES)
     for _ in range(rng.randint(*spec.topic_sentences)):
-        extra.append(_fill(rng.choice(_TOPIC_SENTENCES), t=rng.choice(topic.phrases)))
+        extra.append(_fill(topic_sentence(), t=rng.choice(topic.phrases)))
     if len(topics) > 1 and rng.random() < spec.digression_rate:
         other = topics[rng.choice([i for i in range(len(topics)) if i != ti])]
         if rng.random() < 0.5:
@@ -1985,9 +2041,8 @@ def _write_doc(rng: random.Random, spec: SyntheticSpec, topics, ti: int, si: int
             o = rng.choice(rng.choice(rng.choice(other.subtopics).facets).doc_forms)
         extra.append(_fill(rng.choice(_DIGRESSION_SENTENCES), o=o))
     extra.extend(rng.sample(_FILLER_SENTENCES, rng.randint(*spec.filler_sentences)))
-    extra = list(dict.fromkeys(extra))  # no sentence twice
 
-    # fit the length range: drop extras if long, add filler if short
+    # fit the length range: drop extras while too long, add filler while too short
     while extra and _n_words(core) + _n_words(extra) > spec.max_words:
         extra.pop(rng.randrange(len(extra)))
     pool = [s for s in _FILLER_SENTENCES if s not in extra]
@@ -1998,7 +2053,7 @@ def _write_doc(rng: random.Random, spec: SyntheticSpec, topics, ti: int, si: int
     sentences = list(core)
     for s in extra:
         sentences.insert(rng.randint(1, len(sentences)), s)
-    return _Doc(ti, si, aspect, (primary, *secondary), " ".join(sentences))
+    return _Doc(ti, si, aspect, (primary, *secondary), " ".join(sentences), aside)
 
 
 @functools.lru_cache(maxsize=8)
@@ -2128,7 +2183,14 @@ def _judge(rng: random.Random, spec: SyntheticSpec, docs: list[_Doc], topics, to
             judged[i] = 3 if aspect is None or d.aspect == aspect else 2
         else:
             judged[i] = 2
-    other_subs = [i for i in by_topic[ti] if docs[i].subtopic != si]
+    other_subs = []
+    for i in by_topic[ti]:
+        if docs[i].subtopic != si:
+            aside = docs[i].aside
+            if aside is not None and aside[0] == si and aside[1] in want:
+                judged[i] = 1  # names a facet of the query in passing: related
+            else:
+                other_subs.append(i)
     n_same = min(len(unrelated_same_sub), (spec.judged_related + 1) // 2)
     for i in rng.sample(unrelated_same_sub, n_same):
         judged[i] = 1
