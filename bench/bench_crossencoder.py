@@ -36,10 +36,10 @@ included), so both score with identical parameters.
   the main thread alternating; the ratio is the median over rounds of the pairs/s of the whole
   ``train()`` calls; per-step ratios (first and last step of each run left out) are printed too.
 
-    python bench/bench_crossencoder.py [--pairs 1200] [--train-steps 6] [--rounds 2] [--threads 2] [--check]
+    python bench/bench_crossencoder.py [--pairs 1000] [--train-steps 6] [--rounds 2] [--threads 2] [--check]
 
 Machine load matters: the script prints the load average before and after and warns when other
-processes compete for the cores. The default run takes about 5-7 minutes on 2 busy cores.
+processes compete for the cores. The default run takes about 5-8 minutes on 2 busy cores (7 min at load 10).
 Exit status 1 with ``--check`` when either ratio is below its ``--min-*-ratio``.
 Needs ``sentence-transformers`` with its training extras (``datasets``, ``accelerate``).
 """
@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="all-MiniLM-L6-v2", help="model (default %(default)s, the packaged copy)")
     ap.add_argument("--collection", default="demo", help="synthetic collection (default %(default)s)")
-    ap.add_argument("--pairs", type=int, default=1200, help="inference pairs (default %(default)s)")
+    ap.add_argument("--pairs", type=int, default=1000, help="inference pairs (default %(default)s)")
     ap.add_argument("--chunks", type=int, default=6, help="interleaved inference slices (default %(default)s)")
     ap.add_argument("--train-steps", type=int, default=6, help="optimizer steps per side per round (default %(default)s)")
     ap.add_argument("--warmup-steps", type=int, default=1, help="untimed warm-up steps per side (default %(default)s)")

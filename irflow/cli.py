@@ -170,8 +170,9 @@ def prepare(dataset, kind, tokenizer, max_length, split, split_seed, test_size, 
               help="L2-normalise vectors (cosine similarity); --no-normalize gives raw dot product.")
 @click.option("--shard", type=int, default=0, show_default=True, help="Which shard, 0-based.")
 @click.option("--num-shards", type=int, default=1, show_default=True, help="Contiguous shards of the corpus.")
-@click.option("--max-tokens", type=int, default=16384, show_default=True,
-              help="Token budget of one padded batch (speed/memory only; not part of the key).")
+@click.option("--max-tokens", type=int, default=None,
+              help="Token budget of one padded batch (speed/memory only; not part of the key). "
+              "Default: 4096 on CPU, 16384 on GPU.")
 @device_options
 @store_options
 @handles_errors
