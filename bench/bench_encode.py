@@ -53,11 +53,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for both (default %(default)s)")
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                     help="irflow's precision, resolved as `irflow encode` does (default %(default)s)")
+    ap.add_argument("--autocast-only", action="store_true",
+                    help="bf16 by autocast over fp32 weights instead of the Encoder's default (bf16 weights on the CPU)")
     ap.add_argument("--max-length", type=int, default=None,
                     help="irflow's truncation length (default: sentence-transformers' max_seq_length, 256)")
     ap.add_argument("--max-tokens", type=int, default=None, help="irflow's batch token budget (default: the Encoder's)")
     ap.add_argument("--max-batch", type=int, default=None, help="irflow's batch size cap (default: the Encoder's)")
-    ap.add_argument("--chunks", type=int, default=4, help="interleaved timing slices per round (default %(default)s)")
+    ap.add_argument("--chunks", type=int, default=8, help="interleaved timing slices per round (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=1, help="timing rounds over the whole corpus (default %(default)s)")
     ap.add_argument("--query-max-length", type=int, default=64, help="as `irflow search` (default %(default)s)")
     ap.add_argument("--no-quality", action="store_true", help="skip the retrieval-quality check")
@@ -152,12 +154,15 @@ def main(argv=None) -> int:
     max_length = args.max_length or st.max_seq_length
     dtype = resolve_dtype("cpu", args.precision)
     prec = "bf16" if dtype == torch.bfloat16 else "fp32"
-    enc = Encoder(EncoderSpec(args.model), device="cpu", autocast_dtype=dtype)
+    enc = Encoder(EncoderSpec(args.model), device="cpu", autocast_dtype=dtype,
+                  cast_weights=False if args.autocast_only else None)
     tok = load_tokenizer(args.model)
     max_tokens = args.max_tokens or biencoder.default_max_tokens("cpu")
     max_batch = args.max_batch or biencoder.DEFAULT_MAX_BATCH
     log(f"sentence-transformers: encode() defaults: batch_size 32, fp32, max_seq_length {st.max_seq_length}")
-    log(f"irflow: precision {args.precision} -> {prec} (weights {enc.weight_dtype}, autocast {enc.autocast_dtype}), "
+    how = ("bf16 weights" if enc.weight_dtype is not None else
+           "fp32 weights + bf16 autocast" if enc.autocast_dtype is not None else "fp32 weights")
+    log(f"irflow: precision {args.precision} -> {prec} ({how}), "
         f"max_length {max_length}, max_tokens {max_tokens}, max_batch {max_batch}")
 
     def run_st(sub):
