@@ -49,7 +49,8 @@ def load_model(model: str, device: str, dtype=None):
 
 #: Default token budget of one padded batch on the CPU, and cap on a batch's rows. On the CPU a few
 #: thousand tokens per batch keep a small model's activations in cache: all-MiniLM-L6-v2 in bf16 on
-#: 2 cores encodes vaswani ~1.5x faster with 4096 than with 16384 (``bench/bench_encode.py``).
+#: 2 idle cores encodes vaswani ~1.3x faster with 4096 than with 16384 (1.7x on one core); 2048 and
+#: 8192 are within a few percent of 4096 when the cores are idle, 4096 holds up best when they are not.
 DEFAULT_MAX_TOKENS = 4096
 #: On a GPU larger batches keep the device busy.
 DEFAULT_MAX_TOKENS_CUDA = 16384
@@ -103,8 +104,8 @@ class Encoder:
     it): under autocast alone the residual stream and the layer norms stay fp32 and every linear
     layer casts its input and its weights to bf16 again on every batch, while with bf16 weights the
     whole forward pass runs in bf16 (half the memory traffic, no casts) and only pooling and
-    normalisation run in fp32. That is 10-15% faster on the CPU and keeps vaswani nDCG@10 within
-    0.005 of fp32 (``bench/bench_encode.py``). On CUDA plain autocast is kept.
+    normalisation run in fp32. On the CPU that is ~5% faster than autocast, and vaswani nDCG@10
+    stays within 0.002 of fp32 (``bench/bench_encode.py``). On CUDA plain autocast is kept.
     """
 
     def __init__(self, spec: EncoderSpec, device: str = "cpu", autocast_dtype=None, pad_id: int = 0,
