@@ -466,19 +466,13 @@ def train(model, init, head, examples, queries, docs, teacher, objective, batch_
 def score(models, examples, queries, docs, depth, max_length, device, precision, threads, store, out):
     """Score training candidate pairs with a teacher (or a mean ensemble) into teacher.parquet."""
     from .rerank import score_teacher
-    from .store import Artifact
 
-    params, inputs = _model_inputs(models)
-    params.update(depth=depth, max_length=max_length, precision=precision)
-    inputs.update(examples=examples, queries=queries, docs=docs)
-    art = Artifact(store, "score", params, inputs, expect=out)
-    if not art.complete:
-        lease, dtype = _lease(device, precision, threads)
-        with art:
-            art.device = lease.device
-            _finish(art, score_teacher(list(models), examples, queries, docs, art.tmp, depth=depth,
-                                       device=lease.device, autocast_dtype=dtype, max_length=max_length))
-    _done(art)
+    def work(out_dir, device, dtype):
+        return score_teacher(list(models), examples, queries, docs, out_dir, depth=depth, device=device,
+                             autocast_dtype=dtype, max_length=max_length)
+
+    _scoring_step("score", models, {"examples": examples, "queries": queries, "docs": docs}, depth, max_length,
+                  precision, device, threads, store, out, work)
 
 
 @cli.command()
@@ -494,34 +488,29 @@ def score(models, examples, queries, docs, depth, max_length, device, precision,
 def rerank(model, run_dir, queries, docs, depth, max_length, device, precision, threads, store, out):
     """Re-rank the top of a run with a cross-encoder into a new run."""
     from .rerank import rerank as run
-    from .store import Artifact
 
-    params, inputs = _model_inputs([model])
-    params.update(depth=depth, max_length=max_length, precision=precision)
-    inputs.update(run=run_dir, queries=queries, docs=docs)
-    art = Artifact(store, "rerank", params, inputs, expect=out)
+    def work(out_dir, device, dtype):
+        return run(model, run_dir, queries, docs, out_dir, depth=depth, device=device, autocast_dtype=dtype,
+                   max_length=max_length)
+
+    _scoring_step("rerank", [model], {"run": run_dir, "queries": queries, "docs": docs}, depth, max_length,
+                  precision, device, threads, store, out, work)
+
+
+def _scoring_step(step, models, inputs, depth, max_length, precision, device, threads, store, out, work) -> None:
+    """The shared body of ``score`` and ``rerank``: key, lease a device, run ``work`` once, publish."""
+    from .rerank import scorer_params
+    from .store import Artifact, is_complete
+
+    params, model_inputs = scorer_params(models, is_complete, depth=depth, max_length=max_length,
+                                         precision=precision)
+    art = Artifact(store, step, params, {**{n: Path(m) for n, m in model_inputs.items()}, **inputs}, expect=out)
     if not art.complete:
         lease, dtype = _lease(device, precision, threads)
         with art:
             art.device = lease.device
-            _finish(art, run(model, run_dir, queries, docs, art.tmp, depth=depth, device=lease.device,
-                             autocast_dtype=dtype, max_length=max_length))
+            _finish(art, work(art.tmp, lease.device, dtype))
     _done(art)
-
-
-def _model_inputs(models) -> tuple[dict, dict]:
-    """Models that are train artifacts enter the key as inputs (their keys); others by identity."""
-    from .models.resolve import identity
-    from .store import is_complete
-
-    ids, inputs = [], {}
-    for i, m in enumerate(models):
-        if is_complete(m):
-            inputs[f"model{i}"] = Path(m)
-            ids.append({"input": f"model{i}"})
-        else:
-            ids.append(identity(m))
-    return {"models": ids}, inputs
 
 
 # ----------------------------------------------------------------------------------- info / verify

@@ -160,30 +160,24 @@ def _train_stage(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, exam
     return plan.add(Node("train", p.key_params(), args, inputs, opts, gpu=True))
 
 
-def _model_args(models: list, opts_name: str = "--model") -> tuple[dict, list[str], dict, dict]:
-    """Models as `irflow score/rerank` sees them: store artifacts as inputs, others by identity."""
-    from .models.resolve import identity
+def _scorer(plan: Plan, step: str, models: list, s: RerankSystem, depth: int, inputs: dict[str, Node]) -> Node:
+    """A score/rerank node: models that are train nodes become inputs, as the CLI keys them."""
+    from .rerank import scorer_params
 
-    ids, args, inputs, opts = [], [], {}, {}
-    for i, m in enumerate(models):
-        if isinstance(m, Node):
-            inputs[f"model{i}"], opts[f"model{i}"] = m, (opts_name, "")
-            ids.append({"input": f"model{i}"})
-        else:
-            ids.append(identity(m))
-            args += [opts_name, m]
-    return {"models": ids}, args, inputs, opts
+    params, model_inputs = scorer_params(models, lambda m: isinstance(m, Node), depth=depth,
+                                         max_length=s.max_length, precision=s.precision)
+    args = [a for m in models if not isinstance(m, Node) for a in ("--model", m)]
+    args += ["--depth", str(depth), "--max-length", str(s.max_length), "--precision", s.precision]
+    opts = {n: ("--model", "") for n in model_inputs}
+    opts.update({n: (f"--{n}", "") for n in inputs})
+    return plan.add(Node(step, params, args, {**model_inputs, **inputs}, opts, gpu=True))
 
 
 def _teacher(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, examples: Node, queries: Node,
              docs: Node) -> Node:
     models = [prev] if st.teacher == "previous" else list(st.teacher)
-    params, args, inputs, opts = _model_args(models)
-    params.update(depth=st.negatives_depth, max_length=s.max_length, precision=s.precision)
-    args += ["--depth", str(st.negatives_depth), "--max-length", str(s.max_length), "--precision", s.precision]
-    inputs.update(examples=examples, queries=queries, docs=docs)
-    opts.update(examples=("--examples", ""), queries=("--queries", ""), docs=("--docs", ""))
-    return plan.add(Node("score", params, args, inputs, opts, gpu=True))
+    return _scorer(plan, "score", models, s, st.negatives_depth,
+                   {"examples": examples, "queries": queries, "docs": docs})
 
 
 def _rerank(plan: Plan, exp: Experiment, s: RerankSystem, runs: dict[str, Node], all_queries: Node,
@@ -206,12 +200,8 @@ def _rerank(plan: Plan, exp: Experiment, s: RerankSystem, runs: dict[str, Node],
         for st in s.stages:
             prev = _train_stage(plan, s, st, prev, examples, all_queries, docs)
         model = prev
-    params, args, inputs, opts = _model_args([model])
-    params.update(depth=s.depth, max_length=s.max_length, precision=s.precision)
-    args += ["--depth", str(s.depth), "--max-length", str(s.max_length), "--precision", s.precision]
-    inputs.update(run=runs[s.first_stage], queries=eval_queries, docs=docs)
-    opts.update(run=("--run", ""), queries=("--queries", ""), docs=("--docs", ""))
-    return plan.add(Node("rerank", params, args, inputs, opts, gpu=True))
+    return _scorer(plan, "rerank", [model], s, s.depth,
+                   {"run": runs[s.first_stage], "queries": eval_queries, "docs": docs})
 
 
 def build(config: Config, store: str = "results/store") -> Plan:

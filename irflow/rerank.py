@@ -43,6 +43,24 @@ class DocTexts(Mapping):
         return len(self._row)
 
 
+def scorer_params(models, is_artifact, *, depth: int, max_length: int, precision: str) -> tuple[dict, dict]:
+    """Key parameters of ``score``/``rerank`` and the models that enter as store inputs.
+
+    A model that is a train artifact is keyed by that artifact (an input, so its key chains in);
+    any other by its identity. The plan and the CLI both call this, so their keys cannot drift.
+    """
+    from .models.resolve import identity
+
+    ids, inputs = [], {}
+    for i, m in enumerate(models):
+        if is_artifact(m):
+            inputs[f"model{i}"] = m
+            ids.append({"input": f"model{i}"})
+        else:
+            ids.append(identity(m))
+    return {"models": ids, "depth": depth, "max_length": max_length, "precision": precision}, inputs
+
+
 def model_path(model: str) -> str:
     """A train artifact stands for the model it holds."""
     p = Path(model)

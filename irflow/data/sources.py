@@ -88,7 +88,7 @@ def _irds(dataset_id: str):
 
     try:
         return ir_datasets.load(dataset_id)
-    except KeyError as e:
+    except KeyError:
         raise IrflowError(f"unknown ir_datasets id {dataset_id!r}", where=f"irds:{dataset_id}") from None
 
 

@@ -13,12 +13,16 @@ are drawn from the step's own generator, so a step's batch is a pure function of
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..errors import IrflowError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class CrossEncoderTask:
         return batches
 
     def loss(self, batch) -> tuple[torch.Tensor, int]:
+        import torch
+
         qids, groups = batch
         g = max(len(docs) for docs, _ in groups)
         qs, ds, where = [], [], []

@@ -21,12 +21,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
 from ..errors import IrflowError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("irflow")
 
@@ -64,12 +66,16 @@ class Task(Protocol):
 
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
 
 
 def _optimizer(task: Task, cfg: OptimConfig):
+    import torch
+
     head = {id(p) for p in task.head_parameters()}
     params = [p for p in task.model.parameters() if p.requires_grad]
     groups = [
@@ -83,6 +89,8 @@ def _optimizer(task: Task, cfg: OptimConfig):
 
 
 def _save_checkpoint(ckpt: Path, task: Task, opt, sched, scaler, state: dict) -> None:
+    import torch
+
     from safetensors.torch import save_file
 
     tmp = ckpt.with_name(ckpt.name + ".writing")
@@ -107,6 +115,8 @@ def _save_checkpoint(ckpt: Path, task: Task, opt, sched, scaler, state: dict) ->
 
 
 def _load_checkpoint(ckpt: Path, task: Task, opt, sched, scaler) -> dict:
+    import torch
+
     from safetensors.torch import load_file
 
     task.model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
@@ -128,6 +138,7 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     ``stop_after`` ends the process right after the checkpoint of that step, as a kill would
     (for resume tests and for splitting long runs into scheduler-sized jobs).
     """
+    import torch
     from tqdm import tqdm
 
     if cfg.max_steps < 1 or cfg.grad_accum < 1:
