@@ -185,8 +185,12 @@ def encode(prepared, model, pooling, normalize, shard, num_shards, max_tokens, d
         raise IrflowError(f"--num-shards must be at least 1, got {num_shards}")
     if not 0 <= shard < num_shards:
         raise IrflowError(f"--shard must be in [0, {num_shards}) (--num-shards {num_shards}), got {shard}")
-    p = EncodeParams(model, pooling, normalize, precision, shard, num_shards)
-    art = Artifact(store, "encode", p.key_params(), {"prepared": prepared}, expect=out)
+    from .store import is_complete
+
+    trained = is_complete(model)  # a train artifact enters as an input, so its key chains in
+    p = EncodeParams(model, pooling, normalize, precision, shard, num_shards, model_input=trained)
+    inputs = {"prepared": prepared, **({"model": Path(model)} if trained else {})}
+    art = Artifact(store, "encode", p.key_params(), inputs, expect=out)
     if not art.complete:
         lease, dtype = _lease(device, precision, threads)
         with art:
@@ -383,26 +387,45 @@ def preprocess(qrels, queries, run_dir, run_file, rankgpt, pair_scores, depth, m
 
 
 @cli.command()
+@click.option("--family", type=click.Choice(["cross-encoder", "bi-encoder", "colbert"]), default="cross-encoder",
+              show_default=True, help="What to train: a re-ranker, a dense retriever, or a ColBERT teacher.")
 @click.option("--model", default=None, help="Initial model (HF id or directory) — or --init.")
 @click.option("--init", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Start from the model of a previous train artifact (stage k-1).")
 @click.option("--head", type=click.Choice(["cosine", "mean", "seqcls"]), default=None,
-              help="Scoring head: scaled cosine of the jointly encoded query and document segments "
-              "(default for sentence encoders), a linear head on mean-pooled states, or the "
+              help="Cross-encoder scoring head: scaled cosine of the jointly encoded query and document "
+              "segments (default for sentence encoders), a linear head on mean-pooled states, or the "
               "sequence-classification logit (hub cross-encoders).")
 @click.option("--examples", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--docs", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Prepare artifact with the corpus texts.")
 @click.option("--teacher", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Score artifact with teacher scores (kl, ranknet, margin-mse).")
-@click.option("--objective", type=click.Choice(["lce", "ranknet", "margin-mse", "kl"]), default="lce",
-              show_default=True)
-@click.option("--batch-queries", type=int, default=4, show_default=True)
-@click.option("--group-size", type=int, default=8, show_default=True, help="Documents per query.")
+              help="Score artifact with teacher scores (kl, ranknet, margin-mse, dual; tas-balanced margins).")
+@click.option("--objective", type=click.Choice(["lce", "ranknet", "margin-mse", "kl", "infonce", "inbatch", "dual"]),
+              default=None, help="Default: lce (cross-encoder), margin-mse (bi-encoder, colbert).")
+@click.option("--batch-queries", type=int, default=4, show_default=True, help="Cross-encoder: queries per step.")
+@click.option("--group-size", type=int, default=8, show_default=True, help="Cross-encoder: documents per query.")
 @click.option("--negatives-depth", type=int, default=100, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--max-length", type=int, default=256, show_default=True)
+@click.option("--max-length", type=int, default=256, show_default=True, help="Cross-encoder: pair tokens.")
+@click.option("--clusters", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Bi-encoder: cluster artifact (samplers tas, tas-balanced).")
+@click.option("--colbert", default=None, help="Bi-encoder: ColBERT in-batch teacher (train artifact or directory).")
+@click.option("--sampler", type=click.Choice(["random", "tas", "tas-balanced"]), default="random", show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Bi-encoder: triples per micro-batch.")
+@click.option("--clusters-per-batch", type=int, default=1, show_default=True)
+@click.option("--bins", type=int, default=10, show_default=True, help="TAS-Balanced margin bins per query.")
+@click.option("--alpha", type=float, default=0.75, show_default=True, help="Weight of the in-batch loss (dual).")
+@click.option("--pair-weight", type=float, default=1.0, show_default=True, help="Weight of the pairwise loss (dual).")
+@click.option("--inbatch-form", type=click.Choice(["mean", "sum"]), default="mean", show_default=True)
+@click.option("--query-max-length", type=int, default=30, show_default=True)
+@click.option("--passage-max-length", type=int, default=200, show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "cls"]), default="mean", show_default=True)
+@click.option("--normalize/--no-normalize", default=True, show_default=True)
+@click.option("--scale", type=float, default=None, help="Bi-encoder score scale in training (default 20 if normalised, else 1).")
+@click.option("--validation-depth", type=int, default=None,
+              help="Candidates per validation query (default 30 cross-encoder, 100 bi-encoder).")
 @click.option("--lr", type=float, default=2e-5, show_default=True)
 @click.option("--head-lr", type=float, default=None, help="Learning rate of the head (default: --lr).")
 @click.option("--weight-decay", type=float, default=0.01, show_default=True)
@@ -419,34 +442,67 @@ def preprocess(qrels, queries, run_dir, run_file, rankgpt, pair_scores, depth, m
 @device_options
 @store_options
 @handles_errors
-def train(model, init, head, examples, queries, docs, teacher, objective, batch_queries, group_size,
-          negatives_depth, temperature, max_length, lr, head_lr, weight_decay, warmup_steps, max_steps, grad_accum,
-          clip_norm, seed, checkpoint_every, validate_every, patience, stop_after, device, precision, threads,
-          store, out):
-    """Fine-tune a cross-encoder (one stage); checkpoints, exact resume, early stopping."""
+def train(family, model, init, head, examples, queries, docs, teacher, objective, batch_queries, group_size,
+          negatives_depth, temperature, max_length, clusters, colbert, sampler, batch_size, clusters_per_batch, bins,
+          alpha, pair_weight, inbatch_form, query_max_length, passage_max_length, pooling, normalize, scale,
+          validation_depth, lr, head_lr, weight_decay, warmup_steps, max_steps, grad_accum, clip_norm, seed,
+          checkpoint_every, validate_every, patience, stop_after, device, precision, threads, store, out):
+    """Fine-tune a model (one stage); checkpoints, exact resume, early stopping."""
     import shutil
 
-    from .store import Artifact
-    from .train.crossencoder import GroupConfig
+    from .store import Artifact, is_complete
     from .train.loop import OptimConfig
-    from .train.step import TrainParams, train_cross_encoder
 
     if bool(model) == bool(init):
         raise IrflowError("give exactly one of --model or --init")
-    p = TrainParams(model, head, max_length, GroupConfig(objective, batch_queries, group_size, negatives_depth,
-                                                         temperature),
-                    OptimConfig(lr, head_lr, weight_decay, warmup_steps, max_steps, grad_accum, clip_norm or None,
-                                precision, seed, checkpoint_every, validate_every, patience))
+    optim = OptimConfig(lr, head_lr, weight_decay, warmup_steps, max_steps, grad_accum, clip_norm or None,
+                        precision, seed, checkpoint_every, validate_every, patience)
     inputs = {"examples": examples, "queries": queries, "docs": docs,
               **({"init": init} if init else {}), **({"teacher": teacher} if teacher else {})}
+    if family == "cross-encoder":
+        from .train.crossencoder import GroupConfig
+        from .train.step import TrainParams, train_cross_encoder
+
+        objective = objective or "lce"
+        if objective in ("infonce", "inbatch", "dual"):
+            raise IrflowError(f"objective {objective} is for bi-encoders (--family bi-encoder)")
+        p = TrainParams(model, head, max_length, GroupConfig(objective, batch_queries, group_size, negatives_depth,
+                                                             temperature), optim, validation_depth or 30)
+
+        def work(out_dir, ckpt, key, device, dtype):
+            return train_cross_encoder(p, init, examples, queries, docs, teacher, out_dir, ckpt, key=key,
+                                       device=device, autocast_dtype=dtype, stop_after=stop_after)
+    else:
+        from .train.biencoder import DenseConfig
+        from .train.step import DenseTrainParams, train_dense
+
+        objective = objective or "margin-mse"
+        if objective not in ("margin-mse", "infonce", "inbatch", "dual"):
+            raise IrflowError(f"objective {objective} is for cross-encoders")
+        if objective in ("inbatch", "dual") and not colbert:
+            raise IrflowError(f"objective {objective} needs a ColBERT teacher (--colbert)")
+        if colbert and objective in ("inbatch", "dual") and is_complete(colbert):
+            inputs["colbert"], colbert_key = Path(colbert), {"input": "colbert"}
+        else:
+            colbert_key = colbert if objective in ("inbatch", "dual") else None
+        if clusters and sampler != "random":
+            inputs["clusters"] = clusters
+        cfg = DenseConfig(objective, sampler, batch_size, clusters_per_batch, bins, alpha, pair_weight, inbatch_form,
+                          temperature, negatives_depth, query_max_length, passage_max_length)
+        cfg.check()
+        p = DenseTrainParams(family, model, pooling, normalize, scale, colbert_key, cfg, optim, validation_depth or 100)
+
+        def work(out_dir, ckpt, key, device, dtype):
+            return train_dense(p, init, examples, queries, docs, teacher, inputs.get("clusters"),
+                               colbert if colbert_key else None, out_dir, ckpt, key=key, device=device,
+                               autocast_dtype=dtype, stop_after=stop_after)
     art = Artifact(store, "train", p.key_params(), inputs, expect=out)
     ckpt = art.path.parent / f".ckpt-{art.key}"
     if not art.complete:
         lease, dtype = _lease(device, precision, threads)
         with art:
             art.seed, art.device = seed, lease.device
-            _finish(art, train_cross_encoder(p, init, examples, queries, docs, teacher, art.tmp, ckpt, key=art.key,
-                                             device=lease.device, autocast_dtype=dtype, stop_after=stop_after))
+            _finish(art, work(art.tmp, ckpt, art.key, lease.device, dtype))
     shutil.rmtree(ckpt, ignore_errors=True)
     ckpt.with_name(ckpt.name + ".train_log.jsonl").unlink(missing_ok=True)
     _done(art)
@@ -514,6 +570,43 @@ def _scoring_step(step, models, inputs, depth, max_length, precision, device, th
 
 
 # ----------------------------------------------------------------------------------- info / verify
+
+
+@cli.command()
+@click.option("--examples", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Preprocess artifact; only its training queries (part == train) are clustered.")
+@click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Prepare artifact of the queries (texts; its token ids are used if made by --model "
+              "at --max-length).")
+@click.option("--model", required=True, help="Baseline bi-encoder: HF id, local directory, or all-MiniLM-L6-v2.")
+@click.option("--pooling", type=click.Choice(["mean", "cls"]), default="mean", show_default=True)
+@click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalise query vectors.")
+@click.option("--max-length", type=int, default=30, show_default=True, help="Query tokens.")
+@click.option("--k", type=int, default=2000, show_default=True,
+              help="Clusters (lowered, with a warning, to the number of training queries).")
+@click.option("--niter", type=int, default=10, show_default=True, help="k-means iterations.")
+@click.option("--seed", type=int, default=1234, show_default=True, help="faiss k-means seed.")
+@click.option("--spherical/--no-spherical", default=True, show_default=True,
+              help="Normalised centroids and inner-product assignment (for inner-product models), or L2.")
+@device_options
+@store_options
+@handles_errors
+def cluster(examples, queries, model, pooling, normalize, max_length, k, niter, seed, spherical, device, precision,
+            threads, store, out):
+    """Cluster the training queries with faiss k-means over a dense encoder (topic-aware sampling)."""
+    from .cluster import ClusterParams, cluster_queries
+    from .store import Artifact
+
+    p = ClusterParams(model, pooling, normalize, max_length, k, niter, seed, spherical, precision)
+    p.check()
+    art = Artifact(store, "cluster", p.key_params(), {"examples": examples, "queries": queries}, expect=out)
+    if not art.complete:
+        lease, dtype = _lease(device, precision, threads)
+        with art:
+            art.seed, art.device = seed, lease.device
+            art.stats["autocast"] = str(dtype) if dtype is not None else "fp32"
+            _finish(art, cluster_queries(p, examples, queries, art.tmp, device=lease.device, autocast_dtype=dtype))
+    _done(art)
 
 
 @cli.command()

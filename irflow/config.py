@@ -29,8 +29,91 @@ class BM25System(_Strict):
     k: int = Field(1000, ge=1)
 
 
+class Clustering(_Strict):
+    """TAS query clustering: a baseline encoder (default: the system's model), faiss spherical k-means."""
+
+    model: str | None = None
+    k: int = Field(2000, ge=1)
+    niter: int = Field(10, ge=1)
+    seed: int = 1234
+
+
+class DenseStage(_Strict):
+    """One fine-tuning stage of a bi-encoder (``irflow train --family bi-encoder``).
+
+    Defaults are TAS-B's (tas_balanced.yaml): b = 32, one cluster per batch, h = 10 bins,
+    alpha = 0.75, pairwise weight 1, the mean form of the in-batch loss, Adam without weight decay.
+    """
+
+    objective: Literal["margin-mse", "inbatch", "dual", "infonce"] = "margin-mse"
+    sampler: Literal["random", "tas", "tas-balanced"] = "random"
+    batch_size: int = Field(32, ge=1)
+    clusters_per_batch: int = Field(1, ge=1)
+    bins: int = Field(10, ge=1)
+    alpha: float = Field(0.75, ge=0)
+    pair_weight: float = Field(1.0, ge=0)
+    inbatch_form: Literal["mean", "sum"] = "mean"
+    temperature: float = Field(1.0, gt=0)
+    negatives_depth: int = Field(100, ge=1)
+    lr: float = Field(7e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int = Field(200, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    clip_norm: float = Field(10.0, ge=0)
+    seed: int = 42
+    validate_every: int = Field(0, ge=0)
+    patience: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _batch(self):
+        if self.clusters_per_batch > self.batch_size:
+            raise ValueError("clusters_per_batch cannot exceed batch_size")
+        if self.objective != "margin-mse" and self.batch_size < 2:
+            raise ValueError(f"objective {self.objective} needs in-batch negatives: batch_size >= 2")
+        return self
+
+
+class ColbertTeacher(_Strict):
+    """The in-batch teacher: loaded as is, or fine-tuned first with pairwise Margin-MSE (``stage``)."""
+
+    model: str = "all-MiniLM-L6-v2"
+    stage: DenseStage | None = None
+
+    @model_validator(mode="after")
+    def _objective(self):
+        if self.stage is not None and self.stage.objective != "margin-mse":
+            raise ValueError("the ColBERT teacher trains with objective margin-mse")
+        return self
+
+
+class DenseTraining(_Strict):
+    """Training a bi-encoder on the experiment's training split (TAS-Balanced, dual supervision)."""
+
+    first_stage: str  # a bm25 system: candidate negatives and the validation candidates
+    depth: int = Field(100, ge=1)
+    min_grade: int = 1
+    #: margins: a rerank system of this experiment (its fine-tuned model) or cross-encoder ids (a mean ensemble)
+    teacher: str | list[str]
+    teacher_max_length: int = Field(256, ge=8)
+    clusters: Clustering = Clustering()
+    colbert: ColbertTeacher | None = None
+    query_max_length: int = Field(30, ge=2)
+    passage_max_length: int = Field(200, ge=2)
+    scale: float | None = Field(None, gt=0)
+    validation_depth: int = Field(100, ge=1)
+    stages: list[DenseStage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _colbert(self):
+        for i, st in enumerate(self.stages):
+            if st.objective in ("inbatch", "dual") and self.colbert is None:
+                raise ValueError(f"stages[{i}]: objective {st.objective} needs a colbert: teacher")
+        return self
+
+
 class DenseSystem(_Strict):
-    """A single-vector bi-encoder, a faiss index over its shards, and search."""
+    """A single-vector bi-encoder, a faiss index over its shards, and search; trained if ``training``."""
 
     type: Literal["dense"]
     model: str = "all-MiniLM-L6-v2"
@@ -44,6 +127,7 @@ class DenseSystem(_Strict):
     train_size: int = Field(100_000, ge=1)
     nprobe: int | None = Field(None, ge=1)
     k: int = Field(1000, ge=1)
+    training: DenseTraining | None = None
 
 
 class FusionSystem(_Strict):
@@ -154,12 +238,27 @@ class Experiment(_Strict):
                         continue
                     if r not in self.systems or isinstance(self.systems[r], (FusionSystem, RerankSystem)):
                         raise ValueError(f"systems.{name}.{what} must name a bm25 or dense system, not {r!r}")
-                if s.stages and self.split is None:
-                    raise ValueError(f"systems.{name} trains on the experiment's queries: add a split: section "
-                                     "so that evaluation uses held-out queries only")
+                if s.training and _trained(self.systems.get(s.training.first_stage)):
+                    raise ValueError(f"systems.{name}.training.first_stage must not be a trained system")
+            if isinstance(s, DenseSystem) and s.training is not None:
+                t = s.training
+                first = self.systems.get(t.first_stage)
+                if not isinstance(first, (BM25System, DenseSystem)) or _trained(first):
+                    raise ValueError(f"systems.{name}.training.first_stage must name a bm25 or untrained dense "
+                                     f"system, not {t.first_stage!r}")
+                if isinstance(t.teacher, str) and not isinstance(self.systems.get(t.teacher), RerankSystem):
+                    raise ValueError(f"systems.{name}.training.teacher must name a rerank system of this "
+                                     f"experiment or list cross-encoder models, not {t.teacher!r}")
+            if _trained(s) and self.split is None:
+                raise ValueError(f"systems.{name} trains on the experiment's queries: add a split: section "
+                                 "so that evaluation uses held-out queries only")
         if self.baseline is not None and self.baseline not in names:
             raise ValueError(f"baseline {self.baseline!r} is not one of the systems ({', '.join(names)})")
         return self
+
+
+def _trained(s) -> bool:
+    return bool(getattr(s, "stages", None)) or getattr(s, "training", None) is not None and isinstance(s, DenseSystem)
 
 
 class Config(_Strict):

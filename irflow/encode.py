@@ -28,12 +28,13 @@ class EncodeParams:
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto
     shard: int = 0
     num_shards: int = 1
+    model_input: bool = False  # the model is a train artifact, keyed as the input "model"
 
     def key_params(self) -> dict:
         from .models.resolve import identity
 
         return {
-            "model": identity(self.model),
+            "model": {"input": "model"} if self.model_input else identity(self.model),
             "pooling": self.pooling,
             "normalize": self.normalize,
             "precision": self.precision,
@@ -75,7 +76,10 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     max_tokens = max_tokens or default_max_tokens(device)
     max_batch = max_batch or DEFAULT_MAX_BATCH
 
-    enc = Encoder(EncoderSpec(p.model, p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
+    from .rerank import model_path
+
+    model = model_path(p.model)  # a train artifact stands for the model it holds
+    enc = Encoder(EncoderSpec(model, p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
     dim = enc.model.config.hidden_size
     emb = np.lib.format.open_memmap(out / "emb.npy", mode="w+", dtype=np.float16, shape=(len(lengths), dim))
     n_batches = sum(1 for _ in length_batches(lengths, max_tokens, max_batch))
@@ -88,7 +92,7 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     del emb
     pq.write_table(pa.table({"id": ids_col.slice(start, stop - start)}), out / "ids.parquet")
     (out / "encoder.json").write_text(
-        __import__("json").dumps({"model": p.model, "pooling": p.pooling, "normalize": p.normalize}) + "\n"
+        __import__("json").dumps({"model": model, "pooling": p.pooling, "normalize": p.normalize}) + "\n"
     )
     return {"rows": int(len(lengths)), "dim": int(dim), "range": [int(start), int(stop)],
             "tokens": int(lengths.sum()), "batches": n_batches,

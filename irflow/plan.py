@@ -10,7 +10,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from .config import BM25System, Config, DenseSystem, Experiment, FusionSystem, RerankSystem, Stage
+from .config import (BM25System, Config, DenseStage, DenseSystem, DenseTraining, Experiment, FusionSystem,
+                     RerankSystem, Stage)
 from .store import artifact_path, compute_key
 
 
@@ -104,19 +105,23 @@ def _bm25(plan: Plan, exp: Experiment, s: BM25System, queries: Node) -> Node:
     return _search(plan, index, queries, "bm25", s.k)
 
 
-def _dense(plan: Plan, exp: Experiment, s: DenseSystem, queries: Node) -> Node:
+def _dense(plan: Plan, exp: Experiment, s: DenseSystem, queries: Node, model: Node | None = None) -> Node:
+    """Encode, index and search; ``model`` is the final train node of a trained system."""
     from .encode import EncodeParams
     from .index.dense import FaissParams
 
-    tokens = _prepare(plan, exp.corpus, "docs", s.model, s.doc_max_length)
+    tokens = _prepare(plan, exp.corpus, "docs", s.model, s.doc_max_length)  # training keeps the tokenizer
     normalize = s.similarity == "cos"
     shards = {}
+    inputs, opts = {"prepared": tokens}, {"prepared": ("--prepared", "")}
+    if model is not None:
+        inputs["model"], opts["model"] = model, ("--model", "")
     for i in range(s.shards):
-        p = EncodeParams(s.model, s.pooling, normalize, s.precision, i, s.shards)
-        args = ["--model", s.model, "--pooling", s.pooling, "--normalize" if normalize else "--no-normalize",
-                "--precision", s.precision, "--shard", str(i), "--num-shards", str(s.shards)]
-        shards[f"shard{i}"] = plan.add(Node("encode", p.key_params(), args, {"prepared": tokens},
-                                            {"prepared": ("--prepared", "")}, gpu=True))
+        p = EncodeParams(s.model, s.pooling, normalize, s.precision, i, s.shards, model_input=model is not None)
+        args = ([] if model is not None else ["--model", s.model]) + [
+            "--pooling", s.pooling, "--normalize" if normalize else "--no-normalize",
+            "--precision", s.precision, "--shard", str(i), "--num-shards", str(s.shards)]
+        shards[f"shard{i}"] = plan.add(Node("encode", p.key_params(), args, inputs, opts, gpu=True))
     fp = FaissParams(s.index, s.train_size, 0)
     args = ["--factory", s.index, "--train-size", str(s.train_size), "--seed", "0"]
     index = plan.add(Node("index", fp.key_params(), args, shards, {n: ("--shard", "") for n in shards}))
@@ -160,14 +165,17 @@ def _train_stage(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, exam
     return plan.add(Node("train", p.key_params(), args, inputs, opts, gpu=True))
 
 
-def _scorer(plan: Plan, step: str, models: list, s: RerankSystem, depth: int, inputs: dict[str, Node]) -> Node:
+def _scorer(plan: Plan, step: str, models: list, s: RerankSystem | None, depth: int, inputs: dict[str, Node],
+            max_length: int | None = None, precision: str | None = None) -> Node:
     """A score/rerank node: models that are train nodes become inputs, as the CLI keys them."""
     from .rerank import scorer_params
 
+    max_length = max_length or s.max_length
+    precision = precision or s.precision
     params, model_inputs = scorer_params(models, lambda m: isinstance(m, Node), depth=depth,
-                                         max_length=s.max_length, precision=s.precision)
+                                         max_length=max_length, precision=precision)
     args = [a for m in models if not isinstance(m, Node) for a in ("--model", m)]
-    args += ["--depth", str(depth), "--max-length", str(s.max_length), "--precision", s.precision]
+    args += ["--depth", str(depth), "--max-length", str(max_length), "--precision", precision]
     opts = {n: ("--model", "") for n in model_inputs}
     opts.update({n: (f"--{n}", "") for n in inputs})
     return plan.add(Node(step, params, args, {**model_inputs, **inputs}, opts, gpu=True))
@@ -180,28 +188,121 @@ def _teacher(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, examples
                    {"examples": examples, "queries": queries, "docs": docs})
 
 
-def _rerank(plan: Plan, exp: Experiment, s: RerankSystem, runs: dict[str, Node], all_queries: Node,
+def _examples(plan: Plan, exp: Experiment, first_stage: Node, depth: int, min_grade: int, all_queries: Node) -> Node:
+    """Training examples of the experiment's training split (shared by every system that trains)."""
+    from .preprocess import PreprocessParams
+
+    split = exp.split
+    pp = PreprocessParams(exp.qrels or exp.queries, depth, min_grade, split.seed, split.test, split.valid)
+    args = ["--qrels", exp.qrels or exp.queries, "--depth", str(depth), "--min-grade", str(min_grade),
+            "--split-seed", str(split.seed), "--test-size", str(split.test), "--valid-size", str(split.valid)]
+    return plan.add(Node("preprocess", pp.key_params(), args, {"queries": all_queries, "run": first_stage},
+                         {"queries": ("--queries", ""), "run": ("--run", "")}))
+
+
+def _reranker(plan: Plan, exp: Experiment, s: RerankSystem, runs: dict[str, Node], all_queries: Node) -> Node | str:
+    """The re-ranker's model: its hub id/directory, or the last of its fine-tuning stages."""
+    if not s.stages:
+        return s.model
+    docs = _prepare(plan, exp.corpus, "docs")
+    examples = _examples(plan, exp, runs[s.training.first_stage], s.training.depth, s.training.min_grade,
+                         all_queries)
+    prev = None
+    for st in s.stages:
+        prev = _train_stage(plan, s, st, prev, examples, all_queries, docs)
+    return prev
+
+
+def _rerank(plan: Plan, exp: Experiment, s: RerankSystem, model: Node | str, runs: dict[str, Node],
             eval_queries: Node) -> Node:
     docs = _prepare(plan, exp.corpus, "docs")
-    model: Node | str = s.model
-    if s.stages:
-        from .preprocess import PreprocessParams
-
-        split = exp.split
-        pp = PreprocessParams(exp.qrels or exp.queries, s.training.depth, s.training.min_grade, split.seed,
-                              split.test, split.valid)
-        args = ["--qrels", exp.qrels or exp.queries, "--depth", str(s.training.depth), "--min-grade",
-                str(s.training.min_grade), "--split-seed", str(split.seed), "--test-size", str(split.test),
-                "--valid-size", str(split.valid)]
-        examples = plan.add(Node("preprocess", pp.key_params(), args,
-                                 {"queries": all_queries, "run": runs[s.training.first_stage]},
-                                 {"queries": ("--queries", ""), "run": ("--run", "")}))
-        prev = None
-        for st in s.stages:
-            prev = _train_stage(plan, s, st, prev, examples, all_queries, docs)
-        model = prev
     return _scorer(plan, "rerank", [model], s, s.depth,
                    {"run": runs[s.first_stage], "queries": eval_queries, "docs": docs})
+
+
+# ------------------------------------------------------------------------------- dense training
+
+
+def _dense_train_node(plan: Plan, family: str, model: str | None, s: DenseSystem, t: DenseTraining, st: DenseStage,
+                      inputs: dict[str, Node], colbert: Node | str | None) -> Node:
+    """One ``irflow train --family bi-encoder|colbert`` node; keys as the CLI computes them."""
+    from .train.biencoder import DenseConfig
+    from .train.loop import OptimConfig
+    from .train.step import DenseTrainParams
+
+    needs_colbert = st.objective in ("inbatch", "dual")
+    inputs = {n: v for n, v in inputs.items() if v is not None}
+    if not needs_colbert or not isinstance(colbert, Node):
+        inputs.pop("colbert", None)
+    if st.sampler == "random":
+        inputs.pop("clusters", None)
+    if st.objective == "infonce" and st.sampler != "tas-balanced":
+        inputs.pop("teacher", None)
+    normalize = s.similarity == "cos"
+    cfg = DenseConfig(st.objective, st.sampler, st.batch_size, st.clusters_per_batch, st.bins, st.alpha,
+                      st.pair_weight, st.inbatch_form, st.temperature, st.negatives_depth, t.query_max_length,
+                      t.passage_max_length)
+    colbert_key = ({"input": "colbert"} if isinstance(colbert, Node) else colbert) if needs_colbert else None
+    optim = OptimConfig(st.lr, None, st.weight_decay, st.warmup_steps, st.max_steps, st.grad_accum,
+                        st.clip_norm or None, s.precision, st.seed, 100, st.validate_every, st.patience)
+    p = DenseTrainParams(family, model, s.pooling, normalize, t.scale, colbert_key, cfg, optim, t.validation_depth)
+    args = ["--family", family] + (["--model", model] if model else []) + [
+        "--objective", st.objective, "--sampler", st.sampler, "--batch-size", str(st.batch_size),
+        "--clusters-per-batch", str(st.clusters_per_batch), "--bins", str(st.bins), "--alpha", repr(st.alpha),
+        "--pair-weight", repr(st.pair_weight), "--inbatch-form", st.inbatch_form,
+        "--temperature", repr(st.temperature), "--negatives-depth", str(st.negatives_depth),
+        "--query-max-length", str(t.query_max_length), "--passage-max-length", str(t.passage_max_length),
+        "--pooling", s.pooling, "--normalize" if normalize else "--no-normalize",
+        "--validation-depth", str(t.validation_depth), "--lr", repr(st.lr), "--weight-decay", repr(st.weight_decay),
+        "--warmup-steps", str(st.warmup_steps), "--max-steps", str(st.max_steps), "--grad-accum", str(st.grad_accum),
+        "--clip-norm", repr(st.clip_norm), "--seed", str(st.seed), "--validate-every", str(st.validate_every),
+        "--patience", str(st.patience), "--precision", s.precision]
+    if t.scale is not None:
+        args += ["--scale", repr(t.scale)]
+    if needs_colbert and not isinstance(colbert, Node):
+        args += ["--colbert", colbert]
+    opts = {n: (f"--{n}", "") for n in inputs}
+    return plan.add(Node("train", p.key_params(), args, inputs, opts, gpu=True))
+
+
+def _dense_trained(plan: Plan, exp: Experiment, s: DenseSystem, runs: dict[str, Node], rerankers: dict,
+                   all_queries: Node) -> Node:
+    """preprocess -> cluster -> score teacher margins -> (ColBERT teacher) -> stage 1 -> stage 2 ..."""
+    from .cluster import ClusterParams
+
+    t = s.training
+    docs = _prepare(plan, exp.corpus, "docs")
+    examples = _examples(plan, exp, runs[t.first_stage], t.depth, t.min_grade, all_queries)
+    base = {"examples": examples, "queries": all_queries, "docs": docs}
+    depth = max(st.negatives_depth for st in [*t.stages, *([t.colbert.stage] if t.colbert and t.colbert.stage else [])])
+    if isinstance(t.teacher, str):
+        r = exp.systems[t.teacher]
+        teacher = _scorer(plan, "score", [rerankers[t.teacher]], r, depth, base)
+    else:
+        teacher = _scorer(plan, "score", list(t.teacher), None, depth, base, t.teacher_max_length, s.precision)
+    clusters = None
+    if any(st.sampler != "random" for st in t.stages):
+        c = t.clusters
+        normalize = s.similarity == "cos"
+        cp = ClusterParams(c.model or s.model, s.pooling, normalize, t.query_max_length, c.k, c.niter, c.seed, True,
+                           s.precision)
+        args = ["--model", c.model or s.model, "--pooling", s.pooling, "--normalize" if normalize else "--no-normalize",
+                "--max-length", str(t.query_max_length), "--k", str(c.k), "--niter", str(c.niter),
+                "--seed", str(c.seed), "--precision", s.precision]
+        clusters = plan.add(Node("cluster", cp.key_params(), args, {"examples": examples, "queries": all_queries},
+                                 {"examples": ("--examples", ""), "queries": ("--queries", "")}, gpu=True))
+    colbert: Node | str | None = None
+    if t.colbert is not None:
+        colbert = t.colbert.model
+        if t.colbert.stage is not None:
+            colbert = _dense_train_node(plan, "colbert", t.colbert.model, s, t, t.colbert.stage,
+                                        {**base, "teacher": teacher, "clusters": clusters}, None)
+    prev = None
+    for st in t.stages:
+        prev = _dense_train_node(plan, "bi-encoder", None if prev else s.model, s, t, st,
+                                 {**base, "init": prev, "teacher": teacher, "clusters": clusters,
+                                  "colbert": colbert if isinstance(colbert, Node) else None}, colbert)
+    return prev
 
 
 def build(config: Config, store: str = "results/store") -> Plan:
@@ -218,11 +319,17 @@ def build(config: Config, store: str = "results/store") -> Plan:
         for sname, s in exp.systems.items():
             if isinstance(s, BM25System):
                 runs[sname] = _bm25(plan, exp, s, queries)
-            elif isinstance(s, DenseSystem):
+            elif isinstance(s, DenseSystem) and s.training is None:
                 runs[sname] = _dense(plan, exp, s, queries)
+        # re-rankers train on untrained first stages; trained retrievers may distil from them
+        rerankers = {n: _reranker(plan, exp, s, runs, queries) for n, s in exp.systems.items()
+                     if isinstance(s, RerankSystem)}
+        for sname, s in exp.systems.items():
+            if isinstance(s, DenseSystem) and s.training is not None:
+                runs[sname] = _dense(plan, exp, s, queries, _dense_trained(plan, exp, s, runs, rerankers, queries))
         for sname, s in exp.systems.items():
             if isinstance(s, RerankSystem):
-                runs[sname] = _rerank(plan, exp, s, runs, queries, eval_queries)
+                runs[sname] = _rerank(plan, exp, s, rerankers[sname], runs, eval_queries)
         for sname, s in exp.systems.items():
             if isinstance(s, FusionSystem):
                 runs[sname] = _fusion(plan, s, runs)

@@ -43,6 +43,7 @@ STEP_VERSIONS: dict[str, int] = {
     "score": 1,
     "train": 1,
     "rerank": 1,
+    "cluster": 1,
 }
 
 _LIBRARIES = (

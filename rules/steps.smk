@@ -186,3 +186,22 @@ rule rerank:
         "../envs/irflow.yaml"
     shell:
         "irflow rerank {params.args} --threads {threads} > {log} 2>&1"
+
+
+rule cluster:
+    input:
+        unpack(inputs_of("cluster")),
+    output:
+        "results/store/cluster/{key}/manifest.json",
+    log:
+        "logs/cluster/{key}.log",
+    params:
+        args=command_of("cluster"),
+        version=IRFLOW_VERSION,
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/irflow.yaml"
+    shell:
+        "irflow cluster {params.args} --threads {threads} > {log} 2>&1"

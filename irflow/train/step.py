@@ -1,4 +1,7 @@
-"""``irflow train`` for cross-encoders: examples + texts (+ teacher scores) into a saved model.
+"""``irflow train``: examples + texts (+ teacher scores, clusters) into a saved model, one stage.
+
+Three families share the loop of :mod:`irflow.train.loop`: cross-encoders (re-rankers),
+bi-encoders (the dense retriever) and ColBERT (the bi-encoder's in-batch teacher).
 
 The checkpoint directory lives beside the artifact (``<store>/train/.ckpt-<key>``), outside the
 temporary directory that a failed run discards, so a killed job resumes where it stopped; it is
@@ -12,6 +15,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import IrflowError
+from .biencoder import DenseConfig
 from .crossencoder import GroupConfig
 from .loop import OptimConfig
 
@@ -63,12 +68,10 @@ def _validation(examples, queries, docs, depth: int, device: str, autocast_dtype
 def train_cross_encoder(p: TrainParams, init: Path | None, examples_dir: Path, queries_dir: Path, docs_dir: Path,
                         teacher_dir: Path | None, out: Path, ckpt: Path, *, key: str, device: str, autocast_dtype,
                         stop_after: int | None = None) -> dict:
-    import pyarrow.parquet as pq
-
     from ..models.crossencoder import CrossEncoder
     from ..prepare import load_texts
     from ..preprocess import load_examples
-    from ..rerank import TEACHER, DocTexts, model_path
+    from ..rerank import DocTexts, model_path
     from .crossencoder import CrossEncoderTask
     from .loop import seed_everything, train
 
@@ -80,10 +83,7 @@ def train_cross_encoder(p: TrainParams, init: Path | None, examples_dir: Path, q
     docs = DocTexts(docs_dir)
     train_examples = load_examples(examples_dir, "train")
     if teacher_dir is not None:
-        t = pq.read_table(Path(teacher_dir) / TEACHER).to_pylist()
-        by_q: dict[str, dict[str, float]] = {}
-        for r in t:
-            by_q.setdefault(r["qid"], {})[r["doc_id"]] = r["score"]
+        by_q = load_teacher(teacher_dir)
         for ex in train_examples:
             ex.teacher = by_q.get(ex.qid) or ex.teacher
     valid = load_examples(examples_dir, "valid")
@@ -98,4 +98,111 @@ def train_cross_encoder(p: TrainParams, init: Path | None, examples_dir: Path, q
     model.save(out / "model", {"artifact_key": key, "objective": p.group.objective})
     shutil.copy2(log_path, out / "train_log.jsonl")
     stats["train_queries"] = len(task.examples)
+    return stats
+
+
+def load_teacher(teacher_dir: Path) -> dict[str, dict[str, float]]:
+    """qid -> doc id -> teacher score, from a ``score`` artifact."""
+    import pyarrow.parquet as pq
+
+    from ..rerank import TEACHER
+
+    t = pq.read_table(Path(teacher_dir) / TEACHER, columns=["qid", "doc_id", "score"]).to_pydict()
+    by_q: dict[str, dict[str, float]] = {}
+    for q, d, x in zip(t["qid"], t["doc_id"], t["score"]):
+        by_q.setdefault(q, {})[d] = x
+    return by_q
+
+
+@dataclass(frozen=True)
+class DenseTrainParams:
+    """A bi-encoder or ColBERT stage; ``colbert`` is the in-batch teacher (None, an id or an input)."""
+
+    family: str = "bi-encoder"  # bi-encoder | colbert
+    model: str | None = "all-MiniLM-L6-v2"  # None when starting from a previous stage (--init)
+    pooling: str = "mean"
+    normalize: bool = True
+    scale: float | None = None
+    colbert: str | dict | None = None  # a model id/dir, or {"input": "colbert"} for a train artifact
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    validation_depth: int = 100
+
+    def key_params(self) -> dict:
+        from ..models.resolve import identity
+
+        optim = {k: v for k, v in asdict(self.optim).items() if k not in _NOT_IN_KEY}
+        k = {"family": self.family, "model": identity(self.model) if self.model else None,
+             "dense": self.dense.key_params(), "optim": optim,
+             "validation_depth": self.validation_depth if self.optim.validate_every else None}
+        if self.family == "bi-encoder":
+            k.update(pooling=self.pooling, normalize=self.normalize, scale=self.scale)
+        if self.dense.objective in ("inbatch", "dual"):
+            k["colbert"] = self.colbert if isinstance(self.colbert, dict) or self.colbert is None \
+                else identity(self.colbert)
+        return k
+
+
+def _read_clusters(clusters_dir: Path | None) -> dict[str, int] | None:
+    if clusters_dir is None:
+        return None
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(Path(clusters_dir) / "clusters.parquet").to_pydict()
+    return dict(zip(t["qid"], t["cluster"]))
+
+
+def train_dense(p: DenseTrainParams, init: Path | None, examples_dir: Path, queries_dir: Path, docs_dir: Path,
+                teacher_dir: Path | None, clusters_dir: Path | None, colbert: str | None, out: Path, ckpt: Path, *,
+                key: str, device: str, autocast_dtype, stop_after: int | None = None) -> dict:
+    from ..models.colbert import ColBERT
+    from ..models.dense import DenseModel
+    from ..prepare import load_texts
+    from ..preprocess import load_examples
+    from ..rerank import DocTexts, model_path
+    from .biencoder import TEACHER_OBJECTIVES, BiEncoderTask, dense_validation, teacher_pairs
+    from .loop import seed_everything, train
+    from .samplers import PairPool, make_sampler
+
+    c = p.dense
+    c.check()
+    if c.objective in TEACHER_OBJECTIVES and teacher_dir is None and c.objective != "inbatch":
+        raise IrflowError(f"objective {c.objective} needs teacher scores (--teacher)")
+    if c.sampler == "tas-balanced" and teacher_dir is None:
+        raise IrflowError("sampler tas-balanced draws by teacher margin: it needs --teacher")
+    if c.sampler != "random" and clusters_dir is None:
+        raise IrflowError(f"sampler {c.sampler} needs query clusters (--clusters)")
+    seed_everything(p.optim.seed)  # a fresh ColBERT projection's initialisation is part of the run
+    source = model_path(str(init)) if init else p.model
+    if p.family == "colbert":
+        if c.objective != "margin-mse":
+            raise IrflowError("a ColBERT teacher trains with objective margin-mse")
+        model = ColBERT.from_pretrained(source)
+    else:
+        model = DenseModel(source, p.pooling, p.normalize, p.scale)
+    model.to(device).train()
+    teacher_model = ColBERT.from_pretrained(model_path(colbert)).to(device) if colbert else None
+    qids, qtexts = load_texts(queries_dir)
+    queries = dict(zip(qids, qtexts))
+    docs = DocTexts(docs_dir)
+    examples = load_examples(examples_dir, "train")
+    teacher = load_teacher(teacher_dir) if teacher_dir is not None else None
+    pool = PairPool.from_arrays(*teacher_pairs(examples, teacher, c.negatives_depth))
+    sampler = make_sampler(c.sampler, pool, _read_clusters(clusters_dir), c.batch_size, c.clusters_per_batch,
+                           c.bins)
+    valid = load_examples(examples_dir, "valid")
+    validation = (dense_validation(valid, queries, docs, p.validation_depth, c, device, autocast_dtype)
+                  if valid and p.optim.validate_every else None)
+    task = BiEncoderTask(model, pool, sampler, queries, docs, c, seed=p.optim.seed, device=device,
+                         colbert=teacher_model, validation=validation)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    log_path = ckpt.with_name(ckpt.name + ".train_log.jsonl")
+    try:
+        stats = train(task, p.optim, ckpt=ckpt, log_path=log_path, device=device, autocast_dtype=autocast_dtype,
+                      stop_after=stop_after)
+    finally:
+        task.close()
+    model.save(out / "model", {"artifact_key": key, "objective": c.objective, "sampler": c.sampler})
+    shutil.copy2(log_path, out / "train_log.jsonl")
+    stats.update(train_queries=pool.n_queries, train_pairs=len(pool), sampler=sampler.summary())
     return stats

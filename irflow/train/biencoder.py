@@ -1,0 +1,246 @@
+"""Bi-encoder (and ColBERT teacher) training task: teacher-scored triples, samplers, in-batch losses.
+
+The training pairs are every (positive, negative) of a training query that the cross-encoder
+teacher scored (``irflow score``): positives from the qrels, negatives from the first stage's
+top ``negatives_depth`` — the dense analogue of TAS-B's teacher-scored triples file. A sampler
+(:mod:`irflow.train.samplers`: random, TAS or TAS-Balanced) draws ``batch_size`` triples per
+micro-batch from the step's own generator, so a step's batch is a pure function of
+``(seed, step)``: resume is exact with no sampler state to save, and a background thread
+(:class:`~irflow.train.samplers.Prefetcher`) samples and tokenises the next steps while the
+current one trains.
+
+Objectives (the supervision axis of TAS-B's Table 4):
+
+==============  ===================================================================================
+``margin-mse``  pairwise Margin-MSE against the cross-encoder's margins (``pairwise``)
+``inbatch``     in-batch Margin-MSE against a ColBERT teacher only
+``dual``        ``pair_weight`` · pairwise + ``alpha`` · in-batch (TAS-B's dual supervision)
+``infonce``     in-batch contrastive over all positives and negatives of the batch (no teacher)
+==============  ===================================================================================
+
+The model only needs ``tokenize``, ``encode`` and the scorers ``score_pairs`` (aligned pairs) and
+``inbatch_scores`` (B×B), so the same task trains the ColBERT teacher with pairwise Margin-MSE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import IrflowError
+
+if TYPE_CHECKING:
+    import torch
+
+OBJECTIVES = ("margin-mse", "inbatch", "dual", "infonce")
+TEACHER_OBJECTIVES = ("margin-mse", "inbatch", "dual")
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    objective: str = "margin-mse"
+    sampler: str = "random"
+    batch_size: int = 32
+    clusters_per_batch: int = 1
+    bins: int = 10
+    alpha: float = 0.75
+    pair_weight: float = 1.0
+    inbatch_form: str = "mean"
+    temperature: float = 1.0
+    negatives_depth: int = 100
+    query_max_length: int = 30
+    passage_max_length: int = 200
+
+    def key_params(self) -> dict:
+        """Only what changes the computation: alpha does not enter a pairwise run's key, etc."""
+        k = {"objective": self.objective, "sampler": self.sampler, "batch_size": self.batch_size,
+             "negatives_depth": self.negatives_depth, "query_max_length": self.query_max_length,
+             "passage_max_length": self.passage_max_length}
+        if self.sampler != "random":
+            k["clusters_per_batch"] = self.clusters_per_batch
+        if self.sampler == "tas-balanced":
+            k["bins"] = self.bins
+        if self.objective in ("inbatch", "dual"):
+            k["inbatch_form"] = self.inbatch_form
+        if self.objective == "dual":
+            k.update(alpha=self.alpha, pair_weight=self.pair_weight)
+        if self.objective == "infonce":
+            k["temperature"] = self.temperature
+        return k
+
+    def check(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise IrflowError(f"unknown bi-encoder objective {self.objective!r} ({', '.join(OBJECTIVES)})")
+        if self.batch_size < 2 and self.objective != "margin-mse":
+            raise IrflowError(f"objective {self.objective} needs in-batch negatives: batch_size >= 2")
+
+
+def teacher_pairs(examples, teacher: dict[str, dict[str, float]] | None, negatives_depth: int):
+    """Arrays (qids, pos, neg, s_pos, s_neg) of every teacher-scored (positive, negative) pair.
+
+    Without a teacher (``infonce``) all scores are 0: the pairs are qrels positives × first-stage
+    negatives.
+    """
+    qids, pos, neg, sp, sn = [], [], [], [], []
+    for ex in examples:
+        t = teacher.get(ex.qid, {}) if teacher is not None else None
+        ps = [d for d in ex.positives if t is None or d in t]
+        ns = [d for d in ex.negatives[:negatives_depth] if t is None or d in t]
+        for p in ps:
+            for n in ns:
+                qids.append(ex.qid)
+                pos.append(p)
+                neg.append(n)
+                sp.append(t[p] if t is not None else 0.0)
+                sn.append(t[n] if t is not None else 0.0)
+    return qids, pos, neg, np.asarray(sp, dtype=np.float64), np.asarray(sn, dtype=np.float64)
+
+
+class BiEncoderTask:
+    def __init__(self, model, pool, sampler, queries: dict[str, str], docs, cfg: DenseConfig, *, seed: int,
+                 device: str, colbert=None, validation=None):
+        from .inbatch import DualTeacherLoss, InBatchInfoNCE, InBatchMarginMSE
+
+        cfg.check()
+        if cfg.objective in ("inbatch", "dual") and colbert is None:
+            raise IrflowError(f"objective {cfg.objective} needs a ColBERT teacher (--colbert)")
+        self.model, self.pool, self.sampler, self.cfg = model, pool, sampler, cfg
+        self.queries, self.docs, self.seed, self.device = queries, docs, seed, device
+        self.colbert = colbert.eval() if colbert is not None else None
+        self.validation = validation
+        self.dual = DualTeacherLoss(cfg.alpha, cfg.pair_weight, cfg.inbatch_form)
+        self.inbatch = InBatchMarginMSE(cfg.inbatch_form)
+        self.infonce = InBatchInfoNCE(cfg.temperature)
+        self._prefetch = None
+
+    def head_parameters(self):
+        return self.model.head_parameters()
+
+    # ------------------------------------------------------------------------------------ batches
+
+    def _tokens(self, model, triples):
+        c = self.cfg
+        q = model.tokenize([self.queries[t.qid] for t in triples], c.query_max_length)
+        # positives and negatives in one forward pass: one padding width, one set of kernels
+        d = model.tokenize([self.docs[t.pos] for t in triples] + [self.docs[t.neg] for t in triples],
+                           c.passage_max_length)
+        return q, d
+
+    def _make(self, step: int):
+        """Micro-batches of ``step`` (sampled and tokenised): a pure function of (seed, step)."""
+        import torch
+
+        rng = np.random.default_rng([self.seed, step])
+        out = []
+        for _ in range(self._accum):
+            triples = self.sampler.batch(rng)
+            q, d = self._tokens(self.model, triples)
+            t = torch.tensor([[x.pos_score, x.neg_score] for x in triples], dtype=torch.float32)
+            col = self._tokens(self.colbert, triples) if self.colbert is not None else None
+            ids = ([x.pos for x in triples] + [x.neg for x in triples], [x.qid for x in triples])
+            out.append((q, d, t, col, ids))
+        return out
+
+    def micro_batches(self, step: int, rng: np.random.Generator, accum: int):
+        from .samplers import Prefetcher
+
+        if self._prefetch is None or self._accum != accum:
+            self._accum = accum
+            if self._prefetch is not None:
+                self._prefetch.close()
+            self._prefetch = Prefetcher(self._make, step)
+        return self._prefetch.get(step)
+
+    def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
+
+    # ------------------------------------------------------------------------------------- loss
+
+    def _encode(self, model, enc):
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        return model.encode(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"]
+
+    def loss(self, batch) -> tuple[torch.Tensor, int]:
+        import torch
+
+        from .inbatch import duplicate_mask, pairwise_margin_mse
+
+        q_enc, d_enc, t, col, ids = batch
+        b = t.shape[0]
+        m = self.model
+        qv, qm = self._encode(m, q_enc)
+        dv, dm = self._encode(m, d_enc)
+        pv, nv, pm, nm = dv[:b], dv[b:], dm[:b], dm[b:]
+        obj = self.cfg.objective
+        t = t.to(self.device)
+        if obj == "margin-mse":
+            s_pos, s_neg = m.score_pairs(qv, qm, pv, pm), m.score_pairs(qv, qm, nv, nm)
+            return pairwise_margin_mse(s_pos, s_neg, t[:, 0], t[:, 1]), b
+        s_pos_mat, s_neg_mat = m.inbatch_scores(qv, qm, pv, pm), m.inbatch_scores(qv, qm, nv, nm)
+        # a passage twice in a batch (or a query drawn twice) is no negative of itself
+        mask = duplicate_mask(ids[0][:b], ids[0][b:], ids[1])
+        if obj == "infonce":
+            return self.infonce(s_pos_mat, s_neg_mat, mask=mask.to(self.device)), b
+        with torch.no_grad():
+            cq, cqm = self._encode(self.colbert, col[0])
+            cd, cdm = self._encode(self.colbert, col[1])
+            c_pos = self.colbert.inbatch_scores(cq, cqm, cd[:b], cdm[:b]).float()
+            c_neg = self.colbert.inbatch_scores(cq, cqm, cd[b:], cdm[b:]).float()
+        if obj == "inbatch":
+            return self.inbatch(s_pos_mat, s_neg_mat, c_pos, c_neg, mask=mask.to(self.device)), b
+        return self.dual(s_pos_mat, s_neg_mat, t[:, 0], t[:, 1], c_pos, c_neg,
+                         mask=mask.to(self.device)).total, b
+
+    def validate(self) -> float:
+        if self.validation is None:
+            raise IrflowError("validate_every is set but there are no validation queries")
+        return self.validation(self.model)
+
+
+def dense_validation(examples, queries, docs, depth: int, cfg: DenseConfig, device: str, autocast_dtype):
+    """nDCG@10 of each validation query over its first-stage top ``depth`` plus all its positives.
+
+    The spec's approximate-retrieval validation: a baseline's top 100 plus every relevant document
+    of held-out training queries, scored by the student with the same scorer it trains with.
+    """
+    import ir_measures
+    import torch
+
+    cands = {ex.qid: list(dict.fromkeys(ex.negatives[:depth] + ex.positives)) for ex in examples}
+    qrels = [ir_measures.Qrel(ex.qid, d, 1) for ex in examples for d in ex.positives]
+    doc_ids = sorted({d for c in cands.values() for d in c})
+    qids = [ex.qid for ex in examples]
+    dev_type = "cuda" if device.startswith("cuda") else "cpu"
+
+    def embed(model, texts, max_length, batch=64):
+        out = []
+        for i in range(0, len(texts), batch):
+            enc = {k: v.to(device) for k, v in model.tokenize(texts[i:i + batch], max_length).items()}
+            v = model.encode(enc["input_ids"], enc["attention_mask"])
+            out.append((v, enc["attention_mask"]))
+        return out
+
+    def validate(model) -> float:
+        model.eval()
+        with torch.inference_mode(), torch.autocast(dev_type, dtype=autocast_dtype or torch.float32,
+                                                    enabled=autocast_dtype is not None):
+            qv = embed(model, [queries[q] for q in qids], cfg.query_max_length, batch=len(qids) or 1)[0]
+            row = {d: i for i, d in enumerate(doc_ids)}
+            chunks = embed(model, [docs[d] for d in doc_ids], cfg.passage_max_length)
+            run = []
+            for qi, q in enumerate(qids):
+                scores = {}
+                base = 0
+                for dv, dm in chunks:
+                    s = model.inbatch_scores(qv[0][qi:qi + 1], qv[1][qi:qi + 1], dv, dm)[0].float().cpu()
+                    for j in range(dv.shape[0]):
+                        scores[base + j] = float(s[j])
+                    base += dv.shape[0]
+                run += [ir_measures.ScoredDoc(q, d, scores[row[d]]) for d in cands[q]]
+        return float(ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10])
+
+    return validate
