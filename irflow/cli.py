@@ -481,6 +481,11 @@ def train(family, model, init, head, examples, queries, docs, teacher, objective
             raise IrflowError(f"objective {objective} is for cross-encoders")
         if objective in ("inbatch", "dual") and not colbert:
             raise IrflowError(f"objective {objective} needs a ColBERT teacher (--colbert)")
+        if sampler != "random" and not clusters:
+            raise IrflowError(f"sampler {sampler} needs query clusters (--clusters: an irflow cluster artifact)")
+        if (sampler == "tas-balanced" or objective in ("margin-mse", "dual")) and not teacher:
+            raise IrflowError(f"{'sampler tas-balanced' if sampler == 'tas-balanced' else 'objective ' + objective} "
+                              "needs teacher scores (--teacher: an irflow score artifact)")
         if colbert and objective in ("inbatch", "dual") and is_complete(colbert):
             inputs["colbert"], colbert_key = Path(colbert), {"input": "colbert"}
         else:

@@ -93,6 +93,10 @@ class DenseTraining(_Strict):
     first_stage: str  # a bm25 system: candidate negatives and the validation candidates
     depth: int = Field(100, ge=1)
     min_grade: int = 1
+    #: a separate training set (e.g. irds:msmarco-passage/train/judged); default: the experiment's split
+    queries: str | None = None
+    qrels: str | None = None
+    valid: float | int = 0.1  # validation queries of a separate training set (fraction or count)
     #: margins: a rerank system of this experiment (its fine-tuned model) or cross-encoder ids (a mean ensemble)
     teacher: str | list[str]
     teacher_max_length: int = Field(256, ge=8)
@@ -249,7 +253,7 @@ class Experiment(_Strict):
                 if isinstance(t.teacher, str) and not isinstance(self.systems.get(t.teacher), RerankSystem):
                     raise ValueError(f"systems.{name}.training.teacher must name a rerank system of this "
                                      f"experiment or list cross-encoder models, not {t.teacher!r}")
-            if _trained(s) and self.split is None:
+            if _trained(s) and self.split is None and not (isinstance(s, DenseSystem) and s.training.queries):
                 raise ValueError(f"systems.{name} trains on the experiment's queries: add a split: section "
                                  "so that evaluation uses held-out queries only")
         if self.baseline is not None and self.baseline not in names:

@@ -188,14 +188,17 @@ def _teacher(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, examples
                    {"examples": examples, "queries": queries, "docs": docs})
 
 
-def _examples(plan: Plan, exp: Experiment, first_stage: Node, depth: int, min_grade: int, all_queries: Node) -> Node:
-    """Training examples of the experiment's training split (shared by every system that trains)."""
+def _examples(plan: Plan, exp: Experiment, first_stage: Node, depth: int, min_grade: int, all_queries: Node,
+              qrels: str | None = None, split: tuple | None = None) -> Node:
+    """Training examples of the experiment's training split (shared by every system that trains),
+    or of a separate training set (``qrels``, ``split`` = (seed, test, valid))."""
     from .preprocess import PreprocessParams
 
-    split = exp.split
-    pp = PreprocessParams(exp.qrels or exp.queries, depth, min_grade, split.seed, split.test, split.valid)
-    args = ["--qrels", exp.qrels or exp.queries, "--depth", str(depth), "--min-grade", str(min_grade),
-            "--split-seed", str(split.seed), "--test-size", str(split.test), "--valid-size", str(split.valid)]
+    qrels = qrels or exp.qrels or exp.queries
+    seed, test, valid = split or (exp.split.seed, exp.split.test, exp.split.valid)
+    pp = PreprocessParams(qrels, depth, min_grade, seed, test, valid)
+    args = ["--qrels", qrels, "--depth", str(depth), "--min-grade", str(min_grade),
+            "--split-seed", str(seed), "--test-size", str(test), "--valid-size", str(valid)]
     return plan.add(Node("preprocess", pp.key_params(), args, {"queries": all_queries, "run": first_stage},
                          {"queries": ("--queries", ""), "run": ("--run", "")}))
 
@@ -272,7 +275,15 @@ def _dense_trained(plan: Plan, exp: Experiment, s: DenseSystem, runs: dict[str, 
 
     t = s.training
     docs = _prepare(plan, exp.corpus, "docs")
-    examples = _examples(plan, exp, runs[t.first_stage], t.depth, t.min_grade, all_queries)
+    if t.queries:  # a separate training set: its own queries, searched with the first stage's index
+        all_queries = _prepare(plan, t.queries, "queries")
+        first = runs[t.first_stage].inputs["index"]
+        b = exp.systems[t.first_stage]
+        run = _search(plan, first, all_queries, "bm25" if isinstance(b, BM25System) else "faiss", t.depth)
+        examples = _examples(plan, exp, run, t.depth, t.min_grade, all_queries, t.qrels or t.queries,
+                             (exp.split.seed if exp.split else 42, 0.0, t.valid))
+    else:
+        examples = _examples(plan, exp, runs[t.first_stage], t.depth, t.min_grade, all_queries)
     base = {"examples": examples, "queries": all_queries, "docs": docs}
     depth = max(st.negatives_depth for st in [*t.stages, *([t.colbert.stage] if t.colbert and t.colbert.stage else [])])
     if isinstance(t.teacher, str):

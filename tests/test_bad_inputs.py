@@ -299,6 +299,27 @@ def bad_num_shards(ctx):
     return Bad(_encode(ctx, "--num-shards", "0"), "encode", ["--num-shards", "got 0"])
 
 
+def _train_bi_encoder(ctx: Ctx, *args) -> list:
+    dirs = [ctx.tmp / n for n in ("examples", "queries", "docs")]
+    return ["train", "--family", "bi-encoder", "--model", "all-MiniLM-L6-v2", "--examples", dirs[0],
+            "--queries", dirs[1], "--docs", dirs[2], *args, "--store", ctx.store]
+
+
+def dual_without_colbert_teacher(ctx):
+    return Bad(_train_bi_encoder(ctx, "--objective", "dual", "--teacher", ctx.tmp), "train",
+               ["objective dual", "--colbert"])
+
+
+def tas_without_clusters(ctx):
+    return Bad(_train_bi_encoder(ctx, "--sampler", "tas", "--teacher", ctx.tmp), "train",
+               ["sampler tas", "--clusters"])
+
+
+def tas_balanced_without_teacher(ctx):
+    return Bad(_train_bi_encoder(ctx, "--objective", "infonce", "--sampler", "tas-balanced", "--clusters", ctx.tmp),
+               "train", ["sampler tas-balanced", "--teacher"])
+
+
 ERRORS: list[Callable[[Ctx], Bad]] = [
     missing_file, malformed_jsonl_line, jsonl_missing_text_field, jsonl_line_not_an_object,
     tsv_wrong_column_count, duplicate_doc_ids, duplicate_query_ids, non_utf8_bytes, empty_corpus_empty_file,
@@ -307,6 +328,7 @@ ERRORS: list[Callable[[Ctx], Bad]] = [
     tokenizer_not_available_offline, qrels_malformed_line, qrels_grade_not_an_integer, qrels_missing_file,
     run_malformed_line, run_score_not_a_number, run_empty_file, run_not_an_artifact, unknown_measure,
     unknown_baseline, unknown_faiss_factory, faiss_too_few_training_vectors, bad_shard, bad_num_shards,
+    dual_without_colbert_teacher, tas_without_clusters, tas_balanced_without_teacher,
 ]
 
 

@@ -44,3 +44,33 @@ def test_unknown_system_type_and_bad_references():
     raw["experiments"]["x"]["systems"]["s"] = {"type": "splade"}
     with pytest.raises(IrflowError, match=r"experiments\.x\.systems\.s"):
         validate(raw)
+
+
+def trained_dense(**training):
+    raw = base()
+    x = raw["experiments"]["x"]
+    x["split"] = {"seed": 1, "test": 10, "valid": 4}
+    x["systems"]["rerank"] = {"type": "rerank", "first_stage": "bm25"}
+    x["systems"]["tasb"] = {"type": "dense", "training": {
+        "first_stage": "bm25", "teacher": "rerank", "stages": [{"objective": "margin-mse"}], **training}}
+    return raw
+
+
+def test_dense_training_is_checked():
+    validate(trained_dense())
+    with pytest.raises(IrflowError, match=r"stages\[0\]: objective dual needs a colbert: teacher"):
+        validate(trained_dense(stages=[{"objective": "dual", "sampler": "tas-balanced"}]))
+    with pytest.raises(IrflowError, match="training.teacher must name a rerank system"):
+        validate(trained_dense(teacher="bm25"))
+    with pytest.raises(IrflowError, match="first_stage must name a bm25 or untrained dense"):
+        validate(trained_dense(first_stage="tasb"))
+    with pytest.raises(IrflowError, match=r"training\.stages\[0\]\.sampler: Input should be .random., .tas. or .tas-balanced."):
+        validate(trained_dense(stages=[{"sampler": "tas-balancd"}]))
+    with pytest.raises(IrflowError, match="the ColBERT teacher trains with objective margin-mse"):
+        validate(trained_dense(colbert={"stage": {"objective": "infonce"}}))
+    raw = trained_dense()
+    del raw["experiments"]["x"]["split"]
+    with pytest.raises(IrflowError, match="add a split"):
+        validate(raw)
+    raw["experiments"]["x"]["systems"]["tasb"]["training"]["queries"] = "irds:msmarco-passage/train/judged"
+    validate(raw)  # a separate training set needs no split of the evaluation queries

@@ -53,3 +53,56 @@ def test_dense_training_chain_runs_in_the_workflow(workflow, tiny_bert):
     planned = workflow.planned_jobs(target)
     assert planned == {"train": 1, "encode": 1, "index": 1, "search": 1, "rerank": 1, "evaluate": 1,
                        "results": 1}, planned
+
+
+def _shrink(system: dict, tiny_bert) -> dict:
+    """A system of the real config on the tiny collection: tiny BERT, a few steps, small batches."""
+    s = copy.deepcopy(system)
+    s["model"] = str(tiny_bert)
+    if s["type"] == "dense":
+        s["doc_max_length"] = 64
+    if s["type"] == "rerank":
+        s.update(max_length=64, depth=20)
+        s["training"].update(depth=30, min_grade=2)
+        for st in s["stages"]:
+            st.update(max_steps=2, batch_queries=2, group_size=4, validate_every=0)
+    t = s.get("training")
+    if s["type"] == "dense" and t:
+        t.update(depth=30, min_grade=2, query_max_length=16, passage_max_length=48, clusters={"k": 4})
+        t["colbert"] = {"model": str(tiny_bert), "stage": {**t["colbert"]["stage"], "max_steps": 2, "batch_size": 4,
+                                                            "negatives_depth": 20}}
+        for st in t["stages"]:
+            st.update(max_steps=2, batch_size=4, negatives_depth=20, validate_every=0)
+    return s
+
+
+def test_ablation_of_the_config_shares_upstream_and_alpha_reruns_only_dual(workflow, tiny_bert):
+    """The nine models of config.yaml's cranfield-ablation, on the tiny collection, in one call."""
+    import yaml
+
+    from conftest import ROOT
+
+    real = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["experiments"]["cranfield-ablation"]
+    exp = {"corpus": "synthetic:tiny", "queries": "synthetic:tiny", "baseline": "dense-zeroshot",
+           "split": {"seed": 1, "test": 10, "valid": 4},
+           "systems": {n: _shrink(s, tiny_bert) for n, s in real["systems"].items()}}
+    names = [n for n in exp["systems"] if n not in ("dense-zeroshot", "bm25", "rerank")]
+    assert names == [f"{a}-{b}" for a in ("random", "tas", "tas-balanced") for b in ("pairwise", "inbatch", "dual")]
+    config = {"experiments": {"ablation": exp}}
+    workflow.write_config(config)
+    target = "results/ablation/ndcg.tsv"
+    planned = workflow.planned_jobs(target)
+    # one re-ranker (2 stages) as teacher, one ColBERT teacher, nine students; one clustering, one scoring
+    assert planned["train"] == 2 + 1 + 9 and planned["cluster"] == 1, planned
+    assert planned["score"] == 2 and planned["preprocess"] == 1 and planned["encode"] == 10, planned
+    workflow.snakemake(target)
+    rows = read_tsv(workflow.path / target)
+    assert [r["system"] for r in rows] == list(exp["systems"])
+    assert all(int(r["queries"]) == 10 for r in rows)
+
+    for n in names:
+        if n.endswith("-dual"):
+            exp["systems"][n]["training"]["stages"][0]["alpha"] = 0.5
+    workflow.write_config(config)
+    planned = workflow.planned_jobs(target)
+    assert planned == {"train": 3, "encode": 3, "index": 3, "search": 3, "evaluate": 1, "results": 1}, planned

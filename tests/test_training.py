@@ -72,3 +72,70 @@ def test_killed_and_resumed_training_equals_uninterrupted(tmp_path, env, trainin
     assert diff <= 1e-6, diff
     assert _log(a) == _log(b)  # same losses, learning rates and validation scores, step by step
     assert not list(train_dir.glob(".ckpt-*"))  # the checkpoint is gone once the model is published
+
+
+def test_bi_encoder_resume_with_tas_balanced_and_dual_teacher_equals_uninterrupted(tmp_path, env, training_inputs,
+                                                                                  tiny_bert):
+    """Sampler state included: TAS-Balanced batches, a ColBERT in-batch teacher, grad accumulation."""
+    from safetensors.numpy import load_file
+
+    inputs, store = training_inputs, training_inputs["store"]
+
+    def run(*args):
+        return tmp_path / irflow([*args, "--store", store], env, tmp_path).stdout.strip()
+
+    teacher = run("score", "--model", tiny_bert, "--examples", inputs["examples"], "--queries", inputs["queries"],
+                  "--docs", inputs["docs"], "--depth", 20, "--max-length", 64, "--precision", "fp32")
+    clusters = run("cluster", "--examples", inputs["examples"], "--queries", inputs["queries"], "--model", tiny_bert,
+                   "--k", 3, "--max-length", 16, "--precision", "fp32")
+    common = ["--family", "bi-encoder", "--objective", "dual", "--sampler", "tas-balanced", "--teacher", teacher,
+              "--clusters", clusters, "--colbert", tiny_bert, "--batch-size", 4, "--negatives-depth", 20,
+              "--query-max-length", 16, "--passage-max-length", 48, "--max-steps", 7, "--checkpoint-every", 2,
+              "--lr", "1e-3", "--validate-every", 3, "--grad-accum", 2]
+    whole = _train(tmp_path, env, inputs, tiny_bert, tmp_path / "s1", *common)
+    a = tmp_path / whole.stdout.strip()
+    killed = _train(tmp_path, env, inputs, tiny_bert, tmp_path / "s2", *common, "--stop-after", 4, check=False)
+    assert killed.returncode != 0
+    resumed = _train(tmp_path, env, inputs, tiny_bert, tmp_path / "s2", *common)
+    assert "resuming from step 4" in resumed.stderr
+    b = tmp_path / resumed.stdout.strip()
+    assert a.name == b.name
+    wa, wb = load_file(str(a / "model" / "model.safetensors")), load_file(str(b / "model" / "model.safetensors"))
+    diff = max(float(np.abs(wa[k] - wb[k]).max()) for k in wa)
+    assert diff <= 1e-6, diff
+    assert _log(a) == _log(b)
+    w0 = load_file(str(Path(tiny_bert) / "model.safetensors"))
+    assert max(float(np.abs(wa[k] - w0[k]).max()) for k in wa) > 1e-4  # it did train
+    manifest = json.loads((a / "manifest.json").read_text())
+    assert manifest["params"]["dense"]["sampler"] == "tas-balanced"
+    assert manifest["params"]["dense"]["alpha"] == 0.75
+
+
+def test_cross_encoder_learns_on_held_out_queries(tmp_path, env, training_inputs):
+    """all-MiniLM-L6-v2 with the cosine head, LCE on the tiny training queries: held-out nDCG@10 rises.
+
+    The known trap (a fresh classifier on MiniLM's untrained CLS stays at the label prior) would
+    leave the re-ranker where it started; this checks that training moves held-out effectiveness
+    above both the untrained model and the first stage.
+    """
+    inputs, store = training_inputs, training_inputs["store"]
+
+    def run(*args):
+        return tmp_path / irflow([*args, "--store", store], env, tmp_path).stdout.strip()
+
+    test_queries = run("prepare", "--dataset", "synthetic:tiny", "--kind", "queries", "--split", "test",
+                       "--test-size", "0.3", "--valid-size", "0.2")
+    trained = _train(tmp_path, env, inputs, "all-MiniLM-L6-v2", store, "--objective", "lce", "--max-steps", 30,
+                     "--batch-queries", 2, "--group-size", 8, "--max-length", 128, "--lr", "3e-5",
+                     "--head-lr", "1e-3", "--precision", "auto").stdout.strip()
+    runs = {"bm25": inputs["bm25"]}
+    for name, model in (("untrained", "all-MiniLM-L6-v2"), ("trained", tmp_path / trained)):
+        runs[name] = run("rerank", "--model", model, "--run", inputs["bm25"], "--queries", test_queries,
+                         "--docs", inputs["docs"], "--depth", 30, "--max-length", 128)
+    ev = run("evaluate", "--qrels", "synthetic:tiny", "--queries", test_queries, "--baseline", "bm25",
+             *[a for n, d in runs.items() for a in ("--run", f"{n}={d}")])
+    import csv
+
+    rows = {r["system"]: float(r["nDCG@10"]) for r in csv.DictReader(open(ev / "ndcg.tsv"), delimiter="\t")}
+    assert rows["trained"] > rows["untrained"] + 0.02, rows
+    assert rows["trained"] > rows["bm25"], rows
