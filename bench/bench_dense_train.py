@@ -7,11 +7,12 @@ pipeline), batch ``--batch-size`` triples (query, positive, negative) per optimi
 truncated at ``--query-max-length`` and passages at ``--passage-max-length`` tokens, pairwise
 Margin-MSE on the dot product of the two L2-normalised embeddings.
 
-* **sentence-transformers**: ``SentenceTransformerTrainer`` with ``SentenceTransformerTrainingArguments``
-  defaults (fp32 — or ``bf16=True`` with ``--st-bf16`` —, its default fused AdamW, linear schedule,
-  clipping at 1.0, dataloader defaults: ``num_workers`` 0, tokenisation by its collator in the
-  training loop), ``per_device_train_batch_size`` = ``--batch-size``, ``losses.MarginMSELoss(model)``
-  (default ``pairwise_dot_score``), no evaluation, no saving, no logging, ``use_cpu=True`` (the
+* **sentence-transformers**: ``SentenceTransformerTrainer`` with
+  ``SentenceTransformerTrainingArguments`` defaults (fp32 — or ``bf16=True`` with ``--st-bf16`` —,
+  its default fused AdamW, linear schedule, clipping at 1.0, dataloader defaults: ``num_workers`` 0,
+  tokenisation by its collator in the training loop), ``per_device_train_batch_size`` =
+  ``--batch-size``, ``losses.MarginMSELoss(model)`` (default ``pairwise_dot_score``), no
+  evaluation, no saving, no logging, ``use_cpu=True`` (the
   benchmark is a CPU one; transformers requires it for ``bf16=True`` on a CPU). Its dataset is a
   ``datasets.Dataset`` with the columns query / positive / negative / label, label = teacher
   positive score - teacher negative score (MarginMSELoss's format). ST has one ``max_seq_length``
@@ -25,8 +26,8 @@ Margin-MSE on the dot product of the two L2-normalised embeddings.
 
 * **irflow**: :func:`irflow.train.loop.train` with a :class:`irflow.train.biencoder.BiEncoderTask`
   (objective ``margin-mse``, sampler ``random`` over a :class:`~irflow.train.samplers.PairPool`
-  built by :func:`~irflow.train.biencoder.teacher_pairs`, the real :class:`~irflow.train.samplers.Prefetcher`
-  that samples and tokenises the next steps in a thread) on a
+  built by :func:`~irflow.train.biencoder.teacher_pairs`, the real
+  :class:`~irflow.train.samplers.Prefetcher` that samples and tokenises the next steps in a thread) on a
   :class:`irflow.models.dense.DenseModel` with ``pooling="mean", normalize=True, scale=1.0`` — the
   same score as MarginMSELoss (irflow's default ``scale`` 20 for normalised models would change the
   loss, not the cost) — at the precision ``--precision`` resolves to as the CLI does (``auto``:
@@ -48,13 +49,18 @@ truncation at 200 matters; ~19% of queries longer than 30 tokens).
 threads that hand a baton over at every optimizer step, so only one computes at a time and a
 neighbour's load hits both alike. A side's time is the sum of its turns (setup, its steps,
 irflow's final checkpoint) without the waits. After an untimed warm-up run of ``--warmup-steps``,
-``--rounds`` timed runs, both sides in worker threads, the side that takes the first turn
-alternating; the headline ratio is the median
-over rounds of the triples/s of the whole ``train()`` calls; steady-state per-step ratios (first
-and last step of each run left out) are printed too. irflow's prefetcher tokenises the next
-steps while ST computes (as it overlaps with irflow's own compute in a real run): ~10 ms a step.
+``--rounds`` timed runs, the side that takes the first turn alternating; the headline ratio is the
+median over rounds of the triples/s of the whole ``train()`` calls; steady-state per-step ratios
+(first and last step of each run left out) are printed too. Two differences from the
+cross-encoder benchmark: both sides run in worker threads (neither gets the main thread), and all
+threads allocate from one glibc malloc arena (``mallopt(M_ARENA_MAX, 1)`` at start, as the main
+thread of a real run does; see :func:`_one_malloc_arena`): with the default per-thread arenas
+irflow ran 25-30% slower in every round where sentence-transformers took the first turn than in
+the others (round ratios 1.2-1.8 against 2.1-2.2) and a third of the CPU time was page faults; with
+one arena both sides are faster and the rounds agree (1.98 / 2.06). irflow's prefetcher tokenises
+the next steps while ST computes (in a real run it overlaps irflow's own compute): ~25 ms a step.
 
-    python bench/bench_dense_train.py [--dataset irds:cranfield] [--steps 4] [--rounds 5] [--threads 2] [--check]
+    python bench/bench_dense_train.py [--dataset irds:cranfield] [--steps 4] [--rounds 5] [--check]
 
 Machine load matters: the load average is printed before and after, with a warning when other
 processes compete for the cores. Exit status 1 with ``--check`` when the ratio is below
@@ -64,18 +70,43 @@ processes compete for the cores. Exit status 1 with ``--check`` when the ratio i
 
 from __future__ import annotations
 
-import argparse
+import ctypes
 import os
-import shutil
-import statistics
 import sys
-import tempfile
-import threading
-import time
-import warnings
-from pathlib import Path
 
-import numpy as np
+
+def _one_malloc_arena() -> bool:
+    """Make every thread allocate from glibc's main arena, as the main thread of a real run does.
+
+    Must run before any thread allocates (numpy's BLAS starts threads at import), hence here.
+    The two sides train in worker threads; with glibc's default per-thread arenas their large
+    activation buffers were returned and re-faulted far more often (a third of the run's CPU time
+    was system time) and irflow ran 25-30% slower in the rounds where ST went first than in the
+    others, so the harness rather than the libraries set the ratio. ``--glibc-arenas`` or
+    ``MALLOC_ARENA_MAX`` in the environment leave glibc's default alone.
+    """
+    if "--glibc-arenas" in sys.argv[1:] or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).mallopt(-8, 1))  # M_ARENA_MAX = -8
+    except (OSError, AttributeError):
+        return False
+
+
+ONE_ARENA = _one_malloc_arena()
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the lock-step machinery of the cross-encoder benchmark: same timing method, same code
@@ -85,18 +116,24 @@ from bench_crossencoder import Baton, Side, TurnTakingTask, cpu_load, log  # noq
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="all-MiniLM-L6-v2", help="model (default %(default)s, the packaged copy)")
+    ap.add_argument("--model", default="all-MiniLM-L6-v2",
+                    help="model (default %(default)s, the packaged copy)")
     ap.add_argument("--dataset", default="irds:cranfield",
                     help="irds:<id> or synthetic:<name> with queries and qrels (default %(default)s)")
     ap.add_argument("--irds-home", default=None, help="sets IR_DATASETS_HOME (default: the environment's)")
-    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per side per round (default %(default)s)")
-    ap.add_argument("--warmup-steps", type=int, default=1, help="untimed warm-up steps per side (default %(default)s)")
-    ap.add_argument("--rounds", type=int, default=5, help="timed lock-step training runs (default %(default)s)")
+    ap.add_argument("--steps", type=int, default=4,
+                    help="optimizer steps per side per round (default %(default)s)")
+    ap.add_argument("--warmup-steps", type=int, default=1,
+                    help="untimed warm-up steps per side (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="timed lock-step training runs (default %(default)s)")
     ap.add_argument("--batch-size", type=int, default=32, help="triples per step (default %(default)s)")
     ap.add_argument("--query-max-length", type=int, default=30, help="(default %(default)s)")
     ap.add_argument("--passage-max-length", type=int, default=200, help="(default %(default)s)")
-    ap.add_argument("--negatives", type=int, default=20, help="random negatives per query (default %(default)s)")
-    ap.add_argument("--min-rel", type=int, default=1, help="qrels relevance of a positive (default %(default)s)")
+    ap.add_argument("--negatives", type=int, default=20,
+                    help="random negatives per query (default %(default)s)")
+    ap.add_argument("--min-rel", type=int, default=1,
+                    help="qrels relevance of a positive (default %(default)s)")
     ap.add_argument("--lr", type=float, default=2e-5, help="learning rate, both sides (default %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for both (default %(default)s)")
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
@@ -105,6 +142,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="sentence-transformers with bf16=True (autocast) instead of its fp32 default")
     ap.add_argument("--min-ratio", type=float, default=1.5, help="(default %(default)s)")
     ap.add_argument("--check", action="store_true", help="exit 1 when the ratio is below --min-ratio")
+    ap.add_argument("--glibc-arenas", action="store_true",
+                    help="keep glibc's per-thread malloc arenas (default: one arena for all threads, see "
+                         "_one_malloc_arena)")
     ap.add_argument("--seed", type=int, default=42)
     return ap.parse_args(argv)
 
@@ -144,7 +184,8 @@ def build_pool(docs, queries, qrels, n_neg: int, min_rel: int, seed: int):
                 neg.append(d)
         examples.append(Example(qid=q, positives=pos, negatives=neg))
         # teacher scores: fixed random numbers (only throughput is measured)
-        teacher[q] = {**{d: float(rng.normal(6.0, 2.0)) for d in pos}, **{d: float(rng.normal(0.0, 3.0)) for d in neg}}
+        teacher[q] = {**{d: float(rng.normal(6.0, 2.0)) for d in pos},
+                      **{d: float(rng.normal(0.0, 3.0)) for d in neg}}
     pool = PairPool.from_arrays(*teacher_pairs(examples, teacher, n_neg))
     return examples, pool
 
@@ -166,7 +207,8 @@ def cut_queries(tokenizer, queries: dict[str, str], max_length: int) -> tuple[di
 # ------------------------------------------------------------------------------------ training
 
 
-def sequential_batch_sampler(dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
+def sequential_batch_sampler(dataset, batch_size, drop_last, valid_label_columns=None, generator=None,
+                             seed=0):
     """ST's ``DefaultBatchSampler`` over the rows in order (the documented callable ``batch_sampler``)."""
     from sentence_transformers.base.sampler import DefaultBatchSampler
     from torch.utils.data import SequentialSampler
@@ -187,7 +229,11 @@ def main(argv=None) -> int:
     import sentence_transformers
     import transformers
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import MarginMSELoss
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
@@ -204,13 +250,16 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
     t_start = time.perf_counter()
     path = resolve(args.model)
-    log(f"# bench_dense_train  {time.strftime('%Y-%m-%d %H:%M')}  cores={os.cpu_count()} threads={args.threads}  "
-        f"cpu={torch.backends.cpu.get_cpu_capability()}  torch={torch.__version__}  "
+    log(f"# bench_dense_train  {time.strftime('%Y-%m-%d %H:%M')}  cores={os.cpu_count()} "
+        f"threads={args.threads}  cpu={torch.backends.cpu.get_cpu_capability()}  torch={torch.__version__}  "
         f"transformers={transformers.__version__}  sentence-transformers={sentence_transformers.__version__}")
     load0 = cpu_load()
     if load0 > args.threads + 0.5:
         log(f"WARNING: load average {load0:.1f} > {args.threads} threads: other processes compete for the "
             "cores; timings will be noisy (the lock-step keeps the ratio fair, not the absolute numbers)")
+    arenas = os.environ.get("MALLOC_ARENA_MAX", "unset")
+    log("malloc: " + ("one glibc arena for all threads (M_ARENA_MAX 1)" if ONE_ARENA
+                      else f"glibc default arenas (MALLOC_ARENA_MAX={arenas})"))
     dtype = resolve_dtype("cpu", args.precision)
     prec = "bf16" if dtype == torch.bfloat16 else "fp32"
     b, qlen, plen = args.batch_size, args.query_max_length, args.passage_max_length
@@ -220,9 +269,9 @@ def main(argv=None) -> int:
     st.max_seq_length = plen
     ir = DenseModel(path, pooling="mean", normalize=True, scale=1.0)
     ir.to("cpu").train()
-    log(f"model {args.model} ({path}): ST modules {[type(m).__name__ for m in st]}; irflow DenseModel(mean, "
-        f"normalize, scale 1); queries {qlen} / passages {plen} tokens; irflow precision {args.precision} -> {prec}; "
-        f"ST {'bf16=True' if args.st_bf16 else 'fp32 (default)'}")
+    log(f"model {args.model} ({path}): ST modules {[type(m).__name__ for m in st]}; irflow "
+        f"DenseModel(mean, normalize, scale 1); queries {qlen} / passages {plen} tokens; irflow precision "
+        f"{args.precision} -> {prec}; ST {'bf16=True' if args.st_bf16 else 'fp32 (default)'}")
 
     # ---- data: the same triples for both sides
     docs, queries, qrels = load_collection(args.dataset)
@@ -245,13 +294,15 @@ def main(argv=None) -> int:
     dl = np.array([len(x) for x in ir.tokenizer(sorted(docs.values()))["input_ids"]])
     bl = np.array([len(x) for x in ir.tokenizer(rows["positive"] + rows["negative"], truncation=True,
                                                 max_length=plen)["input_ids"]])
-    ql = np.array([len(x) for x in ir.tokenizer(rows["query"], truncation=True, max_length=qlen)["input_ids"]])
+    ql = np.array([len(x) for x in ir.tokenizer(rows["query"], truncation=True,
+                                                max_length=qlen)["input_ids"]])
     n_r = len(rows["query"])
     width_d = np.array([max(bl[i:i + b].max(), bl[n_r + i:n_r + i + b].max()) for i in range(0, n_r, b)])
     width_q = np.array([ql[i:i + b].max() for i in range(0, n_r, b)])
-    log(f"dataset {args.dataset}: {len(docs)} docs (tokens mean {dl.mean():.0f}, median {np.median(dl):.0f}, "
-        f"{(dl > plen).mean():.0%} longer than {plen}), {len(queries)} queries ({n_long} longer than {qlen} tokens, "
-        f"cut; {n_differ} re-tokenise differently), {len(examples)} with positives; pool {len(pool)} triples "
+    log(f"dataset {args.dataset}: {len(docs)} docs (tokens mean {dl.mean():.0f}, median "
+        f"{np.median(dl):.0f}, {(dl > plen).mean():.0%} longer than {plen}), {len(queries)} queries "
+        f"({n_long} longer than {qlen} tokens, cut; {n_differ} re-tokenise differently), "
+        f"{len(examples)} with positives; pool {len(pool)} triples "
         f"({args.negatives} random negatives per query, random teacher scores); timed passages: mean "
         f"{bl.mean():.0f} tokens after truncation, {(bl == plen).mean():.0%} at {plen}, batches padded to "
         f"{width_d.mean():.0f} (padding {1 - bl.mean() / width_d.mean():.0%}); queries mean {ql.mean():.0f}, "
@@ -262,11 +313,12 @@ def main(argv=None) -> int:
     def st_trainer(steps: int, k: int, callbacks=()):
         data = Dataset.from_dict({c: v[: steps * b] for c, v in rows.items()})
         targs = SentenceTransformerTrainingArguments(
-            output_dir=str(tmp / f"st-{k}"), per_device_train_batch_size=b, learning_rate=args.lr, max_steps=steps,
-            report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no", seed=args.seed,
-            disable_tqdm=True, bf16=args.st_bf16, use_cpu=True, batch_sampler=sequential_batch_sampler)
-        trainer = SentenceTransformerTrainer(model=st, args=targs, train_dataset=data, loss=MarginMSELoss(st),
-                                             callbacks=list(callbacks))
+            output_dir=str(tmp / f"st-{k}"), per_device_train_batch_size=b, learning_rate=args.lr,
+            max_steps=steps, report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
+            seed=args.seed, disable_tqdm=True, bf16=args.st_bf16, use_cpu=True,
+            batch_sampler=sequential_batch_sampler)
+        trainer = SentenceTransformerTrainer(model=st, args=targs, train_dataset=data,
+                                             loss=MarginMSELoss(st), callbacks=list(callbacks))
         trainer.remove_callback(PrinterCallback)  # the final metrics print; nothing else is logged
         return trainer
 
@@ -289,12 +341,13 @@ def main(argv=None) -> int:
         loss_ir = float(task.loss(batch_ir)[0])
     st.train()
     ir.train()
+    rel = abs(loss_st - loss_ir) / max(abs(loss_st), 1e-12)
     log(f"same batch, fp32, eval mode: token ids identical: queries {same_q}, passages {same_d}; loss ST "
-        f"{loss_st:.6f}, irflow {loss_ir:.6f} (rel. diff {abs(loss_st - loss_ir) / max(abs(loss_st), 1e-12):.1e})")
+        f"{loss_st:.6f}, irflow {loss_ir:.6f} (rel. diff {rel:.1e})")
     del trainer
 
-    log(f"\n## training: {b} triples per step, {args.steps} steps per side per round in lock-step, {args.rounds} "
-        f"round(s) after a {args.warmup_steps}-step warm-up")
+    log(f"\n## training: {b} triples per step, {args.steps} steps per side per round in lock-step, "
+        f"{args.rounds} round(s) after a {args.warmup_steps}-step warm-up")
     targs0 = SentenceTransformerTrainingArguments(output_dir=str(tmp / "probe"), report_to="none")
     log(f"sentence-transformers: SentenceTransformerTrainer, MarginMSELoss (dot), optim {targs0.optim}, "
         f"max_grad_norm {targs0.max_grad_norm}, {'bf16 autocast' if args.st_bf16 else 'fp32'}, lr {args.lr}, "
@@ -303,11 +356,11 @@ def main(argv=None) -> int:
         f"AdamW, clip 10, lr {args.lr}, final checkpoint")
 
     def lockstep(steps: int, k: int, first: str) -> dict:
-        """One ``trainer.train()`` and one irflow ``train()`` of ``steps`` steps, taking turns step by step.
+        """One ``trainer.train()`` and one irflow ``train()`` of ``steps`` steps, taking turns by step.
 
-        Both run in fresh worker threads (neither in the main thread: a quick test here saw the same
-        fwd+bwd run 10-40% faster or slower in a fresh thread than in the main one, in either direction,
-        so neither side gets it); ``first`` takes the first turn.
+        Both run in fresh worker threads, so neither side gets the main thread (quick tests here saw
+        the same forward and backward run 10-40% faster or slower in a fresh thread than in the main
+        one, in either direction); ``first`` takes the first turn.
         """
         baton = Baton()
         sides = {"st": Side("st", "irflow", baton), "irflow": Side("irflow", "st", baton)}
@@ -326,8 +379,8 @@ def main(argv=None) -> int:
 
         def run_irflow():
             try:
-                stats = train(turn_task, ocfg, ckpt=ckpt, log_path=ckpt.parent / "log.jsonl", device="cpu",
-                              autocast_dtype=dtype, progress=False)
+                stats = train(turn_task, ocfg, ckpt=ckpt, log_path=ckpt.parent / "log.jsonl",
+                              device="cpu", autocast_dtype=dtype, progress=False)
             finally:
                 task.close()  # the prefetcher: the next round starts again at step 0
             assert stats["steps"] == steps, stats
@@ -358,8 +411,8 @@ def main(argv=None) -> int:
 
     try:
         lockstep(args.warmup_steps, 0, "st")
-        log(f"  (warm-up done: {args.warmup_steps} step(s) each; torch threads {torch.get_num_threads()}; "
-            f"load average {cpu_load():.1f})")
+        log(f"  (warm-up done: {args.warmup_steps} step(s) each; torch threads "
+            f"{torch.get_num_threads()}; load average {cpu_load():.1f})")
         round_ratios, step_ratios = [], []
         total = {"st": [0.0, 0.0], "irflow": [0.0, 0.0]}  # wall, cpu
         steady = {"st": 0.0, "irflow": 0.0}
@@ -381,21 +434,22 @@ def main(argv=None) -> int:
             n_tr = args.steps * b
             log(f"  round {r + 1}/{args.rounds} ({first} first): ST {n_tr / wall['st']:.2f} "
                 f"triples/s, irflow {n_tr / wall['irflow']:.2f} triples/s, ratio {round_ratios[-1]:.2f}; "
-                f"per-step ratios " + " ".join(f"{a[0] / c[0]:.2f}" for a, c in zip(seg["st"], seg["irflow"]))
+                "per-step ratios " + " ".join(f"{a[0] / c[0]:.2f}" for a, c in zip(seg["st"], seg["irflow"]))
                 + f"; load {cpu_load():.1f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         task.close()
 
     n = args.rounds * args.steps * b
-    log(f"{'':26s}{'triples/s':>10s}{'wall s':>10s}{'cpu s':>10s}{'steady/s':>10s}   (whole train() calls, "
-        "waiting for the other side left out; steady: steps 2..S-1)")
+    log(f"{'':26s}{'triples/s':>10s}{'wall s':>10s}{'cpu s':>10s}{'steady/s':>10s}   (whole train() "
+        "calls, waiting for the other side left out; steady: steps 2..S-1)")
     for name, label in (("st", "sentence-transformers"), ("irflow", f"irflow ({prec})")):
         st_rate = f"{n_steady * b / steady[name]:10.2f}" if n_steady else f"{'n/a':>10s}"
         log(f"{label:26s}{n / total[name][0]:10.2f}{total[name][0]:10.1f}{total[name][1]:10.1f}{st_rate}")
     ratio = statistics.median(round_ratios)
     steady_s = (f"median {statistics.median(step_ratios):.2f}, min {min(step_ratios):.2f}, "
-                f"max {max(step_ratios):.2f}, n={len(step_ratios)}" if step_ratios else "n/a (needs --steps >= 3)")
+                f"max {max(step_ratios):.2f}, n={len(step_ratios)}" if step_ratios
+                else "n/a (needs --steps >= 3)")
     log(f"TRAINING ratio irflow/ST: {ratio:.2f}x (median of {len(round_ratios)} round(s); round ratios "
         + " ".join(f"{x:.2f}" for x in round_ratios)
         + f"; steady-state per-step ratios: {steady_s}; cpu-time {total['st'][1] / total['irflow'][1]:.2f}x)")

@@ -40,9 +40,9 @@ STEP_VERSIONS: dict[str, int] = {
     "fuse": 1,
     "evaluate": 1,
     "preprocess": 1,
-    "score": 1,
-    "train": 1,
-    "rerank": 1,
+    "score": 2,  # 2: the cosine head's late interaction (separate lower layers)
+    "train": 2,
+    "rerank": 2,
     "cluster": 1,
 }
 

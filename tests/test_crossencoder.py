@@ -48,7 +48,7 @@ def test_cosine_head_ranks_relevant_documents_first_before_any_training():
     m = CrossEncoder("all-MiniLM-L6-v2", max_length=128)
     wins = total = 0
     rng = np.random.default_rng(0)
-    for q, judged in list(best.items())[:15]:
+    for q, judged in list(best.items())[:30]:
         rel = [d for d, g in judged.items() if g >= 2]
         off = [d for d in docs if d not in judged]
         if not rel:
@@ -58,3 +58,31 @@ def test_cosine_head_ranks_relevant_documents_first_before_any_training():
         wins += s[0] > max(s[1:])
         total += 1
     assert wins / total >= 0.8, (wins, total)
+
+
+def test_separate_lower_layers_see_each_segment_alone(tiny_bert):
+    """With every layer segment-separate, the query segment's states are exactly the query encoded
+    alone (same tokens, positions, token types): the masks and positions are right."""
+    from transformers import AutoModel, AutoTokenizer
+
+    m = CrossEncoder(str(tiny_bert), max_length=64, separate_layers=2).eval()
+    assert CrossEncoder(str(tiny_bert)).separate_layers == 0  # a fresh head: all but the top two layers
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    bare = AutoModel.from_pretrained(tiny_bert).eval()
+    queries, docs = ["alpha beta gamma", "delta"], ["beta epsilon zeta eta theta", "delta delta"]
+    enc = m.tokenize(queries, docs)
+    with torch.no_grad():
+        joint = m._late_interaction(enc)
+        for i, (q, d) in enumerate(zip(queries, docs)):
+            alone = bare(**tok([q], return_tensors="pt")).last_hidden_state[0]
+            n = alone.shape[0]
+            assert torch.allclose(joint[i, :n], alone, atol=1e-5)
+            # the document's tokens (without its own [CLS]) depend on the document only
+            d_alone = tok([d], return_tensors="pt")
+            d_ids = d_alone["input_ids"][:, 1:]
+            pos = torch.arange(1, d_ids.shape[1] + 1)[None]
+            h = bare(input_ids=d_ids, attention_mask=torch.ones_like(d_ids), position_ids=pos).last_hidden_state[0]
+            mask = enc["token_type_ids"][i].bool() & enc["attention_mask"][i].bool()
+            assert torch.allclose(joint[i][mask], h, atol=1e-5)
+    with pytest.raises(Exception, match="separate_layers"):
+        CrossEncoder(str(tiny_bert), separate_layers=3)
