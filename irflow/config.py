@@ -29,6 +29,20 @@ class BM25System(_Strict):
     k: int = Field(1000, ge=1)
 
 
+class _Optim(_Strict):
+    """What every training stage shares: the optimiser's schedule, seed and early stopping."""
+
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int = Field(200, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    clip_norm: float = Field(10.0, ge=0)
+    seed: int = 42
+    validate_every: int = Field(0, ge=0)
+    patience: int = Field(5, ge=1)
+
+
 class Clustering(_Strict):
     """TAS query clustering: a baseline encoder (default: the system's model), faiss spherical k-means."""
 
@@ -38,7 +52,7 @@ class Clustering(_Strict):
     seed: int = 1234
 
 
-class DenseStage(_Strict):
+class DenseStage(_Optim):
     """One fine-tuning stage of a bi-encoder (``irflow train --family bi-encoder``).
 
     Defaults are TAS-B's (tas_balanced.yaml): b = 32, one cluster per batch, h = 10 bins,
@@ -57,13 +71,6 @@ class DenseStage(_Strict):
     negatives_depth: int = Field(100, ge=1)
     lr: float = Field(7e-6, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    max_steps: int = Field(200, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    clip_norm: float = Field(10.0, ge=0)
-    seed: int = 42
-    validate_every: int = Field(0, ge=0)
-    patience: int = Field(5, ge=1)
 
     @model_validator(mode="after")
     def _batch(self):
@@ -145,7 +152,7 @@ class FusionSystem(_Strict):
     k: int = Field(1000, ge=1)
 
 
-class Stage(_Strict):
+class Stage(_Optim):
     """One fine-tuning stage of a cross-encoder (``irflow train``)."""
 
     objective: Literal["lce", "ranknet", "margin-mse", "kl"] = "lce"
@@ -157,14 +164,6 @@ class Stage(_Strict):
     temperature: float = Field(1.0, gt=0)
     lr: float = Field(2e-5, gt=0)
     head_lr: float | None = Field(None, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    max_steps: int = Field(200, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    clip_norm: float = Field(10.0, ge=0)
-    seed: int = 42
-    validate_every: int = Field(0, ge=0)
-    patience: int = Field(5, ge=1)
 
     @model_validator(mode="after")
     def _teacher(self):

@@ -137,10 +137,24 @@ def _fusion(plan: Plan, s: FusionSystem, runs: dict[str, Node]) -> Node:
     return plan.add(Node("fuse", params, args, inputs, {n: ("--run", "") for n in inputs}))
 
 
+def _optim(st, precision: str, head_lr: float | None = None):
+    """The loop's settings of a stage (checkpoints every 100 steps: not part of any key)."""
+    from .train.loop import OptimConfig
+
+    return OptimConfig(st.lr, head_lr, st.weight_decay, st.warmup_steps, st.max_steps, st.grad_accum,
+                       st.clip_norm or None, precision, st.seed, 100, st.validate_every, st.patience)
+
+
+def _optim_args(st, precision: str) -> list[str]:
+    return ["--lr", repr(st.lr), "--weight-decay", repr(st.weight_decay), "--warmup-steps", str(st.warmup_steps),
+            "--max-steps", str(st.max_steps), "--grad-accum", str(st.grad_accum), "--clip-norm", repr(st.clip_norm),
+            "--seed", str(st.seed), "--validate-every", str(st.validate_every), "--patience", str(st.patience),
+            "--precision", precision]
+
+
 def _train_stage(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, examples: Node, queries: Node,
                  docs: Node) -> Node:
     from .train.crossencoder import GroupConfig
-    from .train.loop import OptimConfig
     from .train.step import TrainParams
 
     inputs = {"examples": examples, "queries": queries, "docs": docs}
@@ -151,15 +165,11 @@ def _train_stage(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, exam
         inputs["teacher"], opts["teacher"] = _teacher(plan, s, st, prev, examples, queries, docs), ("--teacher", "")
     p = TrainParams(None if prev else s.model, s.head, s.max_length,
                     GroupConfig(st.objective, st.batch_queries, st.group_size, st.negatives_depth, st.temperature),
-                    OptimConfig(st.lr, st.head_lr, st.weight_decay, st.warmup_steps, st.max_steps, st.grad_accum,
-                                st.clip_norm or None, s.precision, st.seed, 100, st.validate_every, st.patience))
+                    _optim(st, s.precision, st.head_lr))
     args = ([] if prev else ["--model", s.model]) + (["--head", s.head] if s.head else []) + [
         "--objective", st.objective, "--batch-queries", str(st.batch_queries), "--group-size", str(st.group_size),
         "--negatives-depth", str(st.negatives_depth), "--temperature", repr(st.temperature),
-        "--max-length", str(s.max_length), "--lr", repr(st.lr), "--weight-decay", repr(st.weight_decay),
-        "--warmup-steps", str(st.warmup_steps), "--max-steps", str(st.max_steps), "--grad-accum", str(st.grad_accum),
-        "--clip-norm", repr(st.clip_norm), "--seed", str(st.seed), "--validate-every", str(st.validate_every),
-        "--patience", str(st.patience), "--precision", s.precision]
+        "--max-length", str(s.max_length), *_optim_args(st, s.precision)]
     if st.head_lr is not None:
         args += ["--head-lr", repr(st.head_lr)]
     return plan.add(Node("train", p.key_params(), args, inputs, opts, gpu=True))
@@ -230,7 +240,6 @@ def _dense_train_node(plan: Plan, family: str, model: str | None, s: DenseSystem
                       inputs: dict[str, Node], colbert: Node | str | None) -> Node:
     """One ``irflow train --family bi-encoder|colbert`` node; keys as the CLI computes them."""
     from .train.biencoder import DenseConfig
-    from .train.loop import OptimConfig
     from .train.step import DenseTrainParams
 
     needs_colbert = st.objective in ("inbatch", "dual")
@@ -246,9 +255,8 @@ def _dense_train_node(plan: Plan, family: str, model: str | None, s: DenseSystem
                       st.pair_weight, st.inbatch_form, st.temperature, st.negatives_depth, t.query_max_length,
                       t.passage_max_length)
     colbert_key = ({"input": "colbert"} if isinstance(colbert, Node) else colbert) if needs_colbert else None
-    optim = OptimConfig(st.lr, None, st.weight_decay, st.warmup_steps, st.max_steps, st.grad_accum,
-                        st.clip_norm or None, s.precision, st.seed, 100, st.validate_every, st.patience)
-    p = DenseTrainParams(family, model, s.pooling, normalize, t.scale, colbert_key, cfg, optim, t.validation_depth)
+    p = DenseTrainParams(family, model, s.pooling, normalize, t.scale, colbert_key, cfg, _optim(st, s.precision),
+                         t.validation_depth)
     args = ["--family", family] + (["--model", model] if model else []) + [
         "--objective", st.objective, "--sampler", st.sampler, "--batch-size", str(st.batch_size),
         "--clusters-per-batch", str(st.clusters_per_batch), "--bins", str(st.bins), "--alpha", repr(st.alpha),
@@ -256,10 +264,7 @@ def _dense_train_node(plan: Plan, family: str, model: str | None, s: DenseSystem
         "--temperature", repr(st.temperature), "--negatives-depth", str(st.negatives_depth),
         "--query-max-length", str(t.query_max_length), "--passage-max-length", str(t.passage_max_length),
         "--pooling", s.pooling, "--normalize" if normalize else "--no-normalize",
-        "--validation-depth", str(t.validation_depth), "--lr", repr(st.lr), "--weight-decay", repr(st.weight_decay),
-        "--warmup-steps", str(st.warmup_steps), "--max-steps", str(st.max_steps), "--grad-accum", str(st.grad_accum),
-        "--clip-norm", repr(st.clip_norm), "--seed", str(st.seed), "--validate-every", str(st.validate_every),
-        "--patience", str(st.patience), "--precision", s.precision]
+        "--validation-depth", str(t.validation_depth), *_optim_args(st, s.precision)]
     if t.scale is not None:
         args += ["--scale", repr(t.scale)]
     if needs_colbert and not isinstance(colbert, Node):
