@@ -56,9 +56,18 @@ cross-encoder benchmark: both sides run in worker threads (neither gets the main
 threads allocate from one glibc malloc arena (``mallopt(M_ARENA_MAX, 1)`` at start, as the main
 thread of a real run does; see :func:`_one_malloc_arena`): with the default per-thread arenas
 irflow ran 25-30% slower in every round where sentence-transformers took the first turn than in
-the others (round ratios 1.2-1.8 against 2.1-2.2) and a third of the CPU time was page faults; with
-one arena both sides are faster and the rounds agree (1.98 / 2.06). irflow's prefetcher tokenises
-the next steps while ST computes (in a real run it overlaps irflow's own compute): ~25 ms a step.
+the others (round ratios 1.6-1.8 against 2.1-2.2) and a third of the CPU time was system time
+(page faults); with one arena both sides are faster and the rounds agree (1.98 / 2.06, 1.90 / 1.82).
+irflow's prefetcher tokenises the next steps while ST computes (in a real run it overlaps irflow's
+own compute): ~25 ms a step.
+
+Worker threads matter on a *busy* machine for another reason: libgomp's default active waiting.
+Computing in the main thread of a process, as a real run does, with other jobs on the cores, both
+sides were much slower than in a worker thread (irflow 14-23 s a step against 7-9, ST ~22 against
+~16), irflow more so (many small parallel regions), so a real run there is only ~1.0-1.5x faster;
+with ``OMP_WAIT_POLICY=PASSIVE`` main-thread runs are as fast as worker threads (irflow 7.4-9.3 s,
+ST 16-18 s a step: ~2x). The worker threads of this benchmark behave like passive waiting; the
+header prints ``OMP_WAIT_POLICY``. On an idle machine active waiting costs nothing.
 
     python bench/bench_dense_train.py [--dataset irds:cranfield] [--steps 4] [--rounds 5] [--check]
 
@@ -259,7 +268,8 @@ def main(argv=None) -> int:
             "cores; timings will be noisy (the lock-step keeps the ratio fair, not the absolute numbers)")
     arenas = os.environ.get("MALLOC_ARENA_MAX", "unset")
     log("malloc: " + ("one glibc arena for all threads (M_ARENA_MAX 1)" if ONE_ARENA
-                      else f"glibc default arenas (MALLOC_ARENA_MAX={arenas})"))
+                      else f"glibc default arenas (MALLOC_ARENA_MAX={arenas})")
+        + f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     dtype = resolve_dtype("cpu", args.precision)
     prec = "bf16" if dtype == torch.bfloat16 else "fp32"
     b, qlen, plen = args.batch_size, args.query_max_length, args.passage_max_length
@@ -358,9 +368,9 @@ def main(argv=None) -> int:
     def lockstep(steps: int, k: int, first: str) -> dict:
         """One ``trainer.train()`` and one irflow ``train()`` of ``steps`` steps, taking turns by step.
 
-        Both run in fresh worker threads, so neither side gets the main thread (quick tests here saw
-        the same forward and backward run 10-40% faster or slower in a fresh thread than in the main
-        one, in either direction); ``first`` takes the first turn.
+        Both run in fresh worker threads, so neither side gets the main thread (on a busy machine the
+        main thread was slow and erratic for both, from libgomp's active waiting: see the module
+        docstring); ``first`` takes the first turn.
         """
         baton = Baton()
         sides = {"st": Side("st", "irflow", baton), "irflow": Side("irflow", "st", baton)}

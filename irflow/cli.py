@@ -21,6 +21,12 @@ import click
 
 from .errors import IrflowError
 
+# OpenMP threads that spin while they wait steal the cores from each other and from neighbouring
+# jobs (a Snakemake run, a shared node): measured on 2 busy cores, a bi-encoder training step took
+# 14-23 s spinning and 7-9 s passive (bench/README.md). Set before torch is imported; a user's
+# own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 DEFAULT_STORE = "results/store"
 PRECISIONS = click.Choice(["auto", "fp32", "bf16", "fp16"])
 
