@@ -402,6 +402,8 @@ def preprocess(qrels, queries, run_dir, run_file, rankgpt, pair_scores, depth, m
               help="Cross-encoder scoring head: scaled cosine of the jointly encoded query and document "
               "segments (default for sentence encoders), a linear head on mean-pooled states, or the "
               "sequence-classification logit (hub cross-encoders).")
+@click.option("--separate-layers", type=int, default=None,
+              help="Cosine head: lower layers attending within each segment only (default: all but the top two).")
 @click.option("--examples", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--queries", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--docs", type=click.Path(path_type=Path, file_okay=False), required=True,
@@ -448,7 +450,7 @@ def preprocess(qrels, queries, run_dir, run_file, rankgpt, pair_scores, depth, m
 @device_options
 @store_options
 @handles_errors
-def train(family, model, init, head, examples, queries, docs, teacher, objective, batch_queries, group_size,
+def train(family, model, init, head, separate_layers, examples, queries, docs, teacher, objective, batch_queries, group_size,
           negatives_depth, temperature, max_length, clusters, colbert, sampler, batch_size, clusters_per_batch, bins,
           alpha, pair_weight, inbatch_form, query_max_length, passage_max_length, pooling, normalize, scale,
           validation_depth, lr, head_lr, weight_decay, warmup_steps, max_steps, grad_accum, clip_norm, seed,
@@ -473,7 +475,8 @@ def train(family, model, init, head, examples, queries, docs, teacher, objective
         if objective in ("infonce", "inbatch", "dual"):
             raise IrflowError(f"objective {objective} is for bi-encoders (--family bi-encoder)")
         p = TrainParams(model, head, max_length, GroupConfig(objective, batch_queries, group_size, negatives_depth,
-                                                             temperature), optim, validation_depth or 30)
+                                                             temperature), optim, validation_depth or 30,
+                        separate_layers)
 
         def work(out_dir, ckpt, key, device, dtype):
             return train_cross_encoder(p, init, examples, queries, docs, teacher, out_dir, ckpt, key=key,

@@ -190,6 +190,8 @@ class RerankSystem(_Strict):
     depth: int = Field(100, ge=1)
     model: str = "all-MiniLM-L6-v2"
     head: Literal["cosine", "mean", "seqcls"] | None = None
+    #: cosine head: lower layers that attend within each segment (default: all but the top two)
+    separate_layers: int | None = Field(None, ge=0)
     max_length: int = Field(256, ge=8)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     training: Training | None = None

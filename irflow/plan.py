@@ -165,13 +165,15 @@ def _train_stage(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, exam
         inputs["teacher"], opts["teacher"] = _teacher(plan, s, st, prev, examples, queries, docs), ("--teacher", "")
     p = TrainParams(None if prev else s.model, s.head, s.max_length,
                     GroupConfig(st.objective, st.batch_queries, st.group_size, st.negatives_depth, st.temperature),
-                    _optim(st, s.precision, st.head_lr))
+                    _optim(st, s.precision, st.head_lr), 30, None if prev else s.separate_layers)
     args = ([] if prev else ["--model", s.model]) + (["--head", s.head] if s.head else []) + [
         "--objective", st.objective, "--batch-queries", str(st.batch_queries), "--group-size", str(st.group_size),
         "--negatives-depth", str(st.negatives_depth), "--temperature", repr(st.temperature),
         "--max-length", str(s.max_length), *_optim_args(st, s.precision)]
     if st.head_lr is not None:
         args += ["--head-lr", repr(st.head_lr)]
+    if s.separate_layers is not None and prev is None:
+        args += ["--separate-layers", str(s.separate_layers)]
     return plan.add(Node("train", p.key_params(), args, inputs, opts, gpu=True))
 
 

@@ -34,14 +34,18 @@ class TrainParams:
     group: GroupConfig = field(default_factory=GroupConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation_depth: int = 30
+    separate_layers: int | None = None  # None: the model card's, or the cosine head's default
 
     def key_params(self) -> dict:
         from ..models.resolve import identity
 
         optim = {k: v for k, v in asdict(self.optim).items() if k not in _NOT_IN_KEY}
-        return {"family": "cross-encoder", "model": identity(self.model) if self.model else None,
-                "head": self.head, "max_length": self.max_length, "group": asdict(self.group), "optim": optim,
-                "validation_depth": self.validation_depth if self.optim.validate_every else None}
+        k = {"family": "cross-encoder", "model": identity(self.model) if self.model else None,
+             "head": self.head, "max_length": self.max_length, "group": asdict(self.group), "optim": optim,
+             "validation_depth": self.validation_depth if self.optim.validate_every else None}
+        if self.separate_layers is not None:  # only when given, so the default's keys stay as they were
+            k["separate_layers"] = self.separate_layers
+        return k
 
 
 def _validation(examples, queries, docs, depth: int, device: str, autocast_dtype):
@@ -76,7 +80,8 @@ def train_cross_encoder(p: TrainParams, init: Path | None, examples_dir: Path, q
     from .loop import seed_everything, train
 
     seed_everything(p.optim.seed)  # the fresh head's initialisation is part of the run
-    model = CrossEncoder(model_path(str(init)) if init else p.model, head=p.head, max_length=p.max_length)
+    model = CrossEncoder(model_path(str(init)) if init else p.model, head=p.head, max_length=p.max_length,
+                         separate_layers=p.separate_layers)
     model.to(device)
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
