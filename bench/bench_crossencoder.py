@@ -60,6 +60,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import cpu_load, header, log, start_torch  # noqa: E402,F401  (log, cpu_load: used by bench_dense_train too)
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -84,17 +87,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--check", action="store_true", help="exit 1 when a ratio is below its minimum")
     ap.add_argument("--seed", type=int, default=42)
     return ap.parse_args(argv)
-
-
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def cpu_load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
@@ -465,12 +457,8 @@ def bench_training(args, st, ir, docs, queries, qrels, dtype, prec) -> tuple[flo
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    import torch
+    torch = start_torch(args.threads)
 
-    torch.set_num_threads(args.threads)
-
-    import sentence_transformers
     import transformers
     from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
 
@@ -483,13 +471,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
     t_start = time.perf_counter()
     path = resolve(args.model)
-    log(f"# bench_crossencoder  {time.strftime('%Y-%m-%d %H:%M')}  cores={os.cpu_count()} threads={args.threads}  "
-        f"cpu={torch.backends.cpu.get_cpu_capability()}  torch={torch.__version__}  "
-        f"transformers={transformers.__version__}  sentence-transformers={sentence_transformers.__version__}")
-    load0 = cpu_load()
-    if load0 > args.threads + 0.5:
-        log(f"WARNING: load average {load0:.1f} > {args.threads} threads: other processes compete for the "
-            "cores; timings will be noisy (the interleaving keeps the ratios fair, not the absolute numbers)")
+    load0 = header("bench_crossencoder", args.threads, "the interleaving")
     dtype = resolve_dtype("cpu", args.precision)
     prec = "bf16" if dtype == torch.bfloat16 else "fp32"
     log(f"model {args.model} ({path}) as a cross-encoder with the sequence-classification head, "

@@ -119,7 +119,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the lock-step machinery of the cross-encoder benchmark: same timing method, same code
-from bench_crossencoder import Baton, Side, TurnTakingTask, cpu_load, log  # noqa: E402
+from bench_crossencoder import Baton, Side, TurnTakingTask  # noqa: E402
+from common import cpu_load, header, log, start_torch  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -228,14 +229,8 @@ def sequential_batch_sampler(dataset, batch_size, drop_last, valid_label_columns
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.irds_home:
-        os.environ["IR_DATASETS_HOME"] = args.irds_home
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    import torch
+    torch = start_torch(args.threads, args.irds_home)
 
-    torch.set_num_threads(args.threads)
-
-    import sentence_transformers
     import transformers
     from datasets import Dataset
     from sentence_transformers import (
@@ -259,13 +254,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
     t_start = time.perf_counter()
     path = resolve(args.model)
-    log(f"# bench_dense_train  {time.strftime('%Y-%m-%d %H:%M')}  cores={os.cpu_count()} "
-        f"threads={args.threads}  cpu={torch.backends.cpu.get_cpu_capability()}  torch={torch.__version__}  "
-        f"transformers={transformers.__version__}  sentence-transformers={sentence_transformers.__version__}")
-    load0 = cpu_load()
-    if load0 > args.threads + 0.5:
-        log(f"WARNING: load average {load0:.1f} > {args.threads} threads: other processes compete for the "
-            "cores; timings will be noisy (the lock-step keeps the ratio fair, not the absolute numbers)")
+    load0 = header("bench_dense_train", args.threads, "the lock-step")
     arenas = os.environ.get("MALLOC_ARENA_MAX", "unset")
     log("malloc: " + ("one glibc arena for all threads (M_ARENA_MAX 1)" if ONE_ARENA
                       else f"glibc default arenas (MALLOC_ARENA_MAX={arenas})")

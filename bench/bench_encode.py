@@ -43,6 +43,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import cpu_load, header, log, start_torch  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -70,10 +73,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
 def load(spec: str, kind: str, limit: int | None = None) -> tuple[list[str], list[str]]:
     """Ids and texts, whitespace-normalised exactly as ``irflow prepare`` stores them."""
     from irflow.data.sources import iter_texts
@@ -95,13 +94,6 @@ def tokenize_like_prepare(tok, texts: list[str], max_length: int, chunk: int = 2
     return seqs
 
 
-def cpu_load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
 def timed(fn):
     w0, c0 = time.perf_counter(), time.process_time()
     out = fn()
@@ -120,16 +112,8 @@ def exact_run(doc_ids, doc_vecs: np.ndarray, query_ids, query_vecs: np.ndarray, 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.irds_home:
-        os.environ["IR_DATASETS_HOME"] = args.irds_home
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    torch = start_torch(args.threads, args.irds_home)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-
-    import sentence_transformers
-    import transformers
     from sentence_transformers import SentenceTransformer
 
     from irflow.devices import resolve_dtype
@@ -138,13 +122,7 @@ def main(argv=None) -> int:
     from irflow.models.resolve import load_tokenizer, resolve
 
     path = resolve(args.model)
-    log(f"# bench_encode  {time.strftime('%Y-%m-%d %H:%M')}  cores={os.cpu_count()} threads={args.threads}  "
-        f"cpu={torch.backends.cpu.get_cpu_capability()}  torch={torch.__version__}  "
-        f"transformers={transformers.__version__}  sentence-transformers={sentence_transformers.__version__}")
-    load0 = cpu_load()
-    if load0 > args.threads + 0.5:
-        log(f"WARNING: load average {load0:.1f} > {args.threads} threads: other processes compete for the "
-            "cores; timings will be noisy (the interleaving keeps the ratio fair, not the absolute numbers)")
+    load0 = header("bench_encode", args.threads, "the interleaving")
 
     doc_ids, texts = load(args.dataset, "docs", args.limit)
     n = len(texts)

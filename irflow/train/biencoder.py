@@ -132,7 +132,9 @@ class BiEncoderTask:
         """Micro-batches of ``step`` (sampled and tokenised): a pure function of (seed, step)."""
         import torch
 
-        rng = np.random.default_rng([self.seed, step])
+        from .loop import step_rng
+
+        rng = step_rng(self.seed, step)  # the loop's generator for this step, made ahead of it
         out = []
         for _ in range(self._accum):
             triples = self.sampler.batch(rng)
@@ -205,42 +207,31 @@ def dense_validation(examples, queries, docs, depth: int, cfg: DenseConfig, devi
     """nDCG@10 of each validation query over its first-stage top ``depth`` plus all its positives.
 
     The spec's approximate-retrieval validation: a baseline's top 100 plus every relevant document
-    of held-out training queries, scored by the student with the same scorer it trains with.
+    of held-out training queries, scored by the student with the same scorer it trains with. Each
+    candidate is encoded once, whichever queries share it.
     """
-    import ir_measures
     import torch
 
-    cands = {ex.qid: list(dict.fromkeys(ex.negatives[:depth] + ex.positives)) for ex in examples}
-    qrels = [ir_measures.Qrel(ex.qid, d, 1) for ex in examples for d in ex.positives]
+    from .validation import candidates, ndcg10
+
+    cands, qrels = candidates(examples, depth)
+    qids = list(cands)
     doc_ids = sorted({d for c in cands.values() for d in c})
-    qids = [ex.qid for ex in examples]
+    row = {d: i for i, d in enumerate(doc_ids)}
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
 
-    def embed(model, texts, max_length, batch=64):
-        out = []
-        for i in range(0, len(texts), batch):
-            enc = {k: v.to(device) for k, v in model.tokenize(texts[i:i + batch], max_length).items()}
-            v = model.encode(enc["input_ids"], enc["attention_mask"])
-            out.append((v, enc["attention_mask"]))
-        return out
+    def encode(model, texts, max_length):
+        enc = {k: v.to(device) for k, v in model.tokenize(texts, max_length).items()}
+        return model.encode(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"]
 
     def validate(model) -> float:
         model.eval()
         with torch.inference_mode(), torch.autocast(dev_type, dtype=autocast_dtype or torch.float32,
                                                     enabled=autocast_dtype is not None):
-            qv = embed(model, [queries[q] for q in qids], cfg.query_max_length, batch=len(qids) or 1)[0]
-            row = {d: i for i, d in enumerate(doc_ids)}
-            chunks = embed(model, [docs[d] for d in doc_ids], cfg.passage_max_length)
-            run = []
-            for qi, q in enumerate(qids):
-                scores = {}
-                base = 0
-                for dv, dm in chunks:
-                    s = model.inbatch_scores(qv[0][qi:qi + 1], qv[1][qi:qi + 1], dv, dm)[0].float().cpu()
-                    for j in range(dv.shape[0]):
-                        scores[base + j] = float(s[j])
-                    base += dv.shape[0]
-                run += [ir_measures.ScoredDoc(q, d, scores[row[d]]) for d in cands[q]]
-        return float(ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10])
+            qv, qm = encode(model, [queries[q] for q in qids], cfg.query_max_length)
+            scores = torch.cat([model.inbatch_scores(qv, qm, *encode(model, [docs[d] for d in doc_ids[i:i + 64]],
+                                                                      cfg.passage_max_length)).float().cpu()
+                                for i in range(0, len(doc_ids), 64)], dim=1)  # [queries, all candidates]
+        return ndcg10(qrels, [(q, d, scores[qi, row[d]]) for qi, q in enumerate(qids) for d in cands[q]])
 
     return validate

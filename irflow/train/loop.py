@@ -65,6 +65,11 @@ class Task(Protocol):
     def head_parameters(self) -> list[torch.nn.Parameter]: ...
 
 
+def step_rng(seed: int, step: int) -> np.random.Generator:
+    """The generator of one step's batch: a step's data depend on (seed, step) only, so resume is exact."""
+    return np.random.default_rng([seed, step])
+
+
 def seed_everything(seed: int) -> None:
     import torch
 
@@ -161,7 +166,7 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     with open(log_path, "a") as logf:
         while state["step"] < cfg.max_steps and not state["stopped_early"]:
             step = state["step"]
-            rng = np.random.default_rng([cfg.seed, step])
+            rng = step_rng(cfg.seed, step)
             t0, pairs, loss_sum = time.perf_counter(), 0, 0.0
             for batch in task.micro_batches(step, rng, cfg.grad_accum):
                 with torch.autocast(dev_type, dtype=autocast_dtype or torch.float32,

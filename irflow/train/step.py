@@ -50,21 +50,16 @@ class TrainParams:
 
 def _validation(examples, queries, docs, depth: int, device: str, autocast_dtype):
     """nDCG@10 of re-ranking each validation query's top ``depth`` candidates plus its positives."""
-    import ir_measures
-
     from ..models.crossencoder import score_pairs
+    from .validation import candidates, ndcg10
 
-    pairs, qrels = [], []
-    for ex in examples:
-        cands = list(dict.fromkeys(ex.negatives[:depth] + ex.positives))
-        pairs += [(ex.qid, d) for d in cands]
-        qrels += [ir_measures.Qrel(ex.qid, d, 1) for d in ex.positives]
+    cands, qrels = candidates(examples, depth)
+    pairs = [(q, d) for q, ds in cands.items() for d in ds]
 
     def validate(model) -> float:
         s = score_pairs(model, [queries[q] for q, _ in pairs], [docs[d] for _, d in pairs], device=device,
                         autocast_dtype=autocast_dtype)
-        run = [ir_measures.ScoredDoc(q, d, float(x)) for (q, d), x in zip(pairs, s)]
-        return float(ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10])
+        return ndcg10(qrels, [(q, d, x) for (q, d), x in zip(pairs, s)])
 
     return validate
 

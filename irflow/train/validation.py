@@ -1,0 +1,24 @@
+"""Validation sets shared by every model family: re-rank held-out training queries' candidates.
+
+Each validation query's candidates are the first stage's top ``depth`` plus all its positives
+(the approximate-retrieval validation of TAS-B and the re-ranking validation of the
+cross-encoder papers alike); the metric is nDCG@10 with the positives as relevant.
+"""
+
+from __future__ import annotations
+
+
+def candidates(examples, depth: int) -> tuple[dict[str, list[str]], list]:
+    """qid -> candidate doc ids (first-stage order, then unretrieved positives), and the qrels."""
+    import ir_measures
+
+    cands = {ex.qid: list(dict.fromkeys(ex.negatives[:depth] + ex.positives)) for ex in examples}
+    qrels = [ir_measures.Qrel(ex.qid, d, 1) for ex in examples for d in ex.positives]
+    return cands, qrels
+
+
+def ndcg10(qrels, scored: list[tuple[str, str, float]]) -> float:
+    import ir_measures
+
+    run = [ir_measures.ScoredDoc(q, d, float(s)) for q, d, s in scored]
+    return float(ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10])
