@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from .errors import IrflowError
+from .params import Input, WithPrecision, KeyContext
 
 log = logging.getLogger("irflow")
 
@@ -34,45 +36,34 @@ MAX_POINTS_PER_CENTROID = 256
 MIN_POINTS_PER_CENTROID = 39
 
 
-@dataclass(frozen=True)
-class ClusterParams:
-    model: str
-    pooling: str = "mean"
-    normalize: bool = True
-    max_length: int = 30  # query tokens
-    k: int = 2000
-    niter: int = 10
-    seed: int = 1234
-    spherical: bool = True
-    precision: str = "auto"  # bf16 vectors can put a borderline query into another cluster
+class ClusterParams(WithPrecision):
+    """``irflow cluster``: the training queries of a preprocess artifact, k-means over a dense encoder.
 
-    def key_params(self) -> dict:
+    bf16 vectors can put a borderline query into another cluster: precision is part of the key.
+    """
+
+    step: ClassVar[str] = "cluster"
+    inputs: ClassVar[tuple[Input, ...]] = (
+        Input("examples", "--examples", "preprocess", "Preprocess artifact; only its training queries "
+              "(part == train) are clustered."),
+        Input("queries", "--queries", "prepare", "Prepare artifact of the queries (texts; its token ids are used "
+              "if made by the model's tokenizer at --max-length).", kind="queries"),
+    )
+
+    model: str = Field(description="Encoder: HF id, local directory, train artifact (a trained stage, as TAS-B "
+                       "clusters with its BERT_DOT), or all-MiniLM-L6-v2.", json_schema_extra={"ref": True})
+    pooling: Literal["mean", "cls"] = Field("mean", description="Mean of the token states or the CLS state.")
+    normalize: bool = Field(True, description="L2-normalise query vectors.")
+    max_length: int = Field(30, ge=2, description="Query tokens.")
+    k: int = Field(2000, ge=1, description="Clusters (lowered, with a warning, to the number of training queries).")
+    niter: int = Field(10, ge=1, description="k-means iterations.")
+    seed: int = Field(1234, description="faiss k-means seed.")
+    spherical: bool = Field(True, description="Normalised centroids and inner-product assignment (for "
+                            "inner-product models), or L2.")
+
+    def key_params(self, ctx: KeyContext | None = None) -> dict:
         """Everything that changes ``clusters.parquet``; the device and the token source do not."""
-        from .models.resolve import identity
-
-        return {
-            "model": identity(self.model),
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-            "max_length": self.max_length,
-            "k": self.k,
-            "niter": self.niter,
-            "seed": self.seed,
-            "spherical": self.spherical,
-            "max_points_per_centroid": MAX_POINTS_PER_CENTROID,
-            "precision": self.precision,
-        }
-
-    def check(self) -> None:
-        """Reject parameters that cannot work before any input is read or any model loaded."""
-        if self.k < 1:
-            raise IrflowError(f"--k must be at least 1, got {self.k}")
-        if self.niter < 1:
-            raise IrflowError(f"--niter must be at least 1, got {self.niter}")
-        if self.max_length < 2:
-            raise IrflowError(f"--max-length must be at least 2 (room for the special tokens), got {self.max_length}")
-        if self.pooling not in ("mean", "cls"):
-            raise IrflowError(f"--pooling must be mean or cls, not {self.pooling!r}")
+        return {**super().key_params(ctx), "max_points_per_centroid": MAX_POINTS_PER_CENTROID}
 
 
 # ------------------------------------------------------------------------------------------ k-means
@@ -193,7 +184,9 @@ def _query_tokens(p: ClusterParams, queries_dir: Path, rows: np.ndarray) -> tupl
     from .prepare import load_texts
 
     _, texts = load_texts(queries_dir)
-    ids = load_tokenizer(p.model)([texts[i] for i in rows], add_special_tokens=True, truncation=True,
+    from .rerank import model_path
+
+    ids = load_tokenizer(model_path(p.model))([texts[i] for i in rows], add_special_tokens=True, truncation=True,
                                   max_length=p.max_length)["input_ids"]
     return ids, np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)), "tokenizer"
 
@@ -207,8 +200,8 @@ def cluster_queries(p: ClusterParams, examples_dir: Path, queries_dir: Path, out
 
     from .models.biencoder import Encoder, EncoderSpec
     from .prepare import load_ids
+    from .rerank import model_path
 
-    p.check()
     qids = train_query_ids(examples_dir)
     row_of = {q: i for i, q in enumerate(load_ids(queries_dir))}
     missing = [q for q in qids if q not in row_of]
@@ -219,7 +212,7 @@ def cluster_queries(p: ClusterParams, examples_dir: Path, queries_dir: Path, out
     rows = np.fromiter((row_of[q] for q in qids), dtype=np.int64, count=len(qids))
     seqs, lengths, source = _query_tokens(p, queries_dir, rows)
 
-    enc = Encoder(EncoderSpec(p.model, p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
+    enc = Encoder(EncoderSpec(model_path(p.model), p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
     bar = tqdm(total=len(rows), unit="query", file=sys.stderr, disable=not progress, mininterval=2.0)
     vectors = enc.encode_ids(seqs, progress=bar.update, lengths=lengths)
     bar.close()

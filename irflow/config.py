@@ -1,16 +1,36 @@
 """The experiment config: what to run (datasets, models, systems), never threads or paths.
 
 Validated with pydantic before any job runs: an unknown key or a wrong type stops Snakemake with
-one message naming the key path (``experiments.demo.systems.dense.pooling: ...``).
+one message naming the key path (``experiments.demo.systems.dense.pooling: ...``). Every field
+that a step's command also takes is the step's own field (:func:`irflow.params.field_of`): one
+definition, one default, whether the step runs from the config or by hand.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from .cluster import ClusterParams
+from .encode import EncodeParams
 from .errors import IrflowError
+from .evaluate import EvaluateParams
+from .fuse import FuseParams
+from .index.bm25 import BM25Params
+from .index.dense import FaissParams
+from .params import Precision, WithPrecision, field_of
+from .prepare import PrepareParams
+from .preprocess import PreprocessParams
+from .rerank import RerankParams
+from .score import ScoreParams
+from .search import SearchParams
+from .train.params import BiEncoderTrainParams, CrossEncoderStage, CrossEncoderTrainParams
+from .train.params import DenseStage as _DenseStage
+
+#: experiment and system names reach paths, shell commands and regexes: letters, digits, . _ -
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Negatives = Literal["first-stage", "judged", "both"]
 
 
 class _Strict(BaseModel):
@@ -21,63 +41,35 @@ class BM25System(_Strict):
     """Lucene BM25 with bm25s. Defaults: k1=0.9, b=0.4, English stop words, Snowball stemming."""
 
     type: Literal["bm25"]
-    k1: float = 0.9
-    b: float = 0.4
-    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
-    stemmer: str | None = "english"
-    stopwords: str | None = "en"
-    k: int = Field(1000, ge=1)
+    k1: float = field_of(BM25Params, "k1")
+    b: float = field_of(BM25Params, "b")
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = field_of(BM25Params, "method")
+    stemmer: str | None = field_of(BM25Params, "stemmer")
+    stopwords: str | None = field_of(BM25Params, "stopwords")
+    k: int = field_of(SearchParams, "k")
 
 
-class _Optim(_Strict):
-    """What every training stage shares: the optimiser's schedule, seed and early stopping."""
-
-    lr: float = Field(2e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    max_steps: int = Field(200, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    clip_norm: float = Field(10.0, ge=0)
-    seed: int = 42
-    validate_every: int = Field(0, ge=0)
-    patience: int = Field(5, ge=1)
+class DenseStage(_DenseStage):
+    """One fine-tuning stage of a bi-encoder (``irflow train bi-encoder``); defaults are the command's."""
 
 
 class Clustering(_Strict):
-    """TAS query clustering: a baseline encoder (default: the system's model), faiss spherical k-means."""
+    """TAS query clustering: faiss spherical k-means over an encoder's query vectors.
 
-    model: str | None = None
-    k: int = Field(2000, ge=1)
-    niter: int = Field(10, ge=1)
-    seed: int = 1234
-
-
-class DenseStage(_Optim):
-    """One fine-tuning stage of a bi-encoder (``irflow train --family bi-encoder``).
-
-    Defaults are TAS-B's (tas_balanced.yaml): b = 32, one cluster per batch, h = 10 bins,
-    alpha = 0.75, pairwise weight 1, the mean form of the in-batch loss, Adam without weight decay.
+    ``model``: the system's own model (default) or any model id; ``stage: N``: the model of this
+    system's training stage N (a trained stage, as TAS-B clusters with its trained BERT_DOT).
     """
 
-    objective: Literal["margin-mse", "inbatch", "dual", "infonce"] = "margin-mse"
-    sampler: Literal["random", "tas", "tas-balanced"] = "random"
-    batch_size: int = Field(32, ge=1)
-    clusters_per_batch: int = Field(1, ge=1)
-    bins: int = Field(10, ge=1)
-    alpha: float = Field(0.75, ge=0)
-    pair_weight: float = Field(1.0, ge=0)
-    inbatch_form: Literal["mean", "sum"] = "mean"
-    temperature: float = Field(1.0, gt=0)
-    negatives_depth: int = Field(100, ge=1)
-    lr: float = Field(7e-6, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    model: str | None = None
+    stage: int | None = Field(None, ge=1)
+    k: int = field_of(ClusterParams, "k")
+    niter: int = field_of(ClusterParams, "niter")
+    seed: int = field_of(ClusterParams, "seed")
 
     @model_validator(mode="after")
-    def _batch(self):
-        if self.clusters_per_batch > self.batch_size:
-            raise ValueError("clusters_per_batch cannot exceed batch_size")
-        if self.objective != "margin-mse" and self.batch_size < 2:
-            raise ValueError(f"objective {self.objective} needs in-batch negatives: batch_size >= 2")
+    def _one(self):
+        if self.model is not None and self.stage is not None:
+            raise ValueError("give clusters.model or clusters.stage, not both")
         return self
 
 
@@ -98,28 +90,34 @@ class DenseTraining(_Strict):
     """Training a bi-encoder on the experiment's training split (TAS-Balanced, dual supervision)."""
 
     first_stage: str  # a bm25 system: candidate negatives and the validation candidates
-    depth: int = Field(100, ge=1)
-    min_grade: int = 1
+    depth: int = field_of(PreprocessParams, "depth")
+    min_grade: int = field_of(PreprocessParams, "min_grade")
+    negatives: Negatives = field_of(PreprocessParams, "negatives")
     #: a separate training set (e.g. irds:msmarco-passage/train/judged); default: the experiment's split
     queries: str | None = None
     qrels: str | None = None
-    valid: float | int = 0.1  # validation queries of a separate training set (fraction or count)
+    valid: int | float = field_of(PreprocessParams, "valid_size")  # validation queries of a separate set
     #: margins: a rerank system of this experiment (its fine-tuned model) or cross-encoder ids (a mean ensemble)
     teacher: str | list[str]
-    teacher_max_length: int = Field(256, ge=8)
+    teacher_max_length: int = field_of(ScoreParams, "max_length")
     clusters: Clustering = Clustering()
     colbert: ColbertTeacher | None = None
-    query_max_length: int = Field(30, ge=2)
-    passage_max_length: int = Field(200, ge=2)
-    scale: float | None = Field(None, gt=0)
-    validation_depth: int = Field(100, ge=1)
+    query_max_length: int = field_of(BiEncoderTrainParams, "query_max_length")
+    passage_max_length: int = field_of(BiEncoderTrainParams, "passage_max_length")
+    scale: float | None = field_of(BiEncoderTrainParams, "scale")
+    validation_depth: int = field_of(BiEncoderTrainParams, "validation_depth")
     stages: list[DenseStage] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _colbert(self):
+    def _checks(self):
         for i, st in enumerate(self.stages):
             if st.objective in ("inbatch", "dual") and self.colbert is None:
                 raise ValueError(f"stages[{i}]: objective {st.objective} needs a colbert: teacher")
+        c = self.clusters.stage
+        if c is not None and c >= len(self.stages):
+            raise ValueError(f"clusters.stage {c} must name an earlier stage than the last ({len(self.stages)})")
+        if c is not None and any(st.sampler != "random" for st in self.stages[:c]):
+            raise ValueError(f"clusters.stage {c}: stages up to it cannot sample by clusters")
         return self
 
 
@@ -128,16 +126,16 @@ class DenseSystem(_Strict):
 
     type: Literal["dense"]
     model: str = "all-MiniLM-L6-v2"
-    pooling: Literal["mean", "cls"] = "mean"
-    similarity: Literal["cos", "dot"] = "cos"
-    doc_max_length: int = Field(256, ge=2)
-    query_max_length: int = Field(64, ge=2)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    shards: int = Field(1, ge=1)
-    index: str = "Flat"
-    train_size: int = Field(100_000, ge=1)
-    nprobe: int | None = Field(None, ge=1)
-    k: int = Field(1000, ge=1)
+    pooling: Literal["mean", "cls"] = field_of(EncodeParams, "pooling")
+    similarity: Literal["cos", "dot"] = "cos"  # --normalize / --no-normalize
+    doc_max_length: int = field_of(PrepareParams, "max_length")
+    query_max_length: int = field_of(SearchParams, "query_max_length")
+    precision: Precision | None = None  # default: the config's top-level precision
+    shards: int = field_of(EncodeParams, "num_shards")
+    index: str = field_of(FaissParams, "factory")
+    train_size: int = field_of(FaissParams, "train_size")
+    nprobe: int | None = field_of(SearchParams, "nprobe")
+    k: int = field_of(SearchParams, "k")
     training: DenseTraining | None = None
 
 
@@ -145,25 +143,18 @@ class FusionSystem(_Strict):
     """Reciprocal rank fusion (or normalised CombSUM) of other systems of the same experiment."""
 
     type: Literal["fusion"]
-    runs: list[str] = Field(min_length=2)
-    method: Literal["rrf", "combsum"] = "rrf"
-    rrf_k: int = Field(60, ge=1)
-    norm: Literal["minmax", "zscore", "none"] = "minmax"
-    k: int = Field(1000, ge=1)
+    runs: list[Name] = Field(min_length=2)
+    method: Literal["rrf", "combsum"] = field_of(FuseParams, "method")
+    rrf_k: int = field_of(FuseParams, "rrf_k")
+    norm: Literal["minmax", "zscore", "none"] = field_of(FuseParams, "norm")
+    k: int = field_of(FuseParams, "k")
 
 
-class Stage(_Optim):
-    """One fine-tuning stage of a cross-encoder (``irflow train``)."""
+class Stage(CrossEncoderStage):
+    """One fine-tuning stage of a cross-encoder (``irflow train cross-encoder``)."""
 
-    objective: Literal["lce", "ranknet", "margin-mse", "kl"] = "lce"
     #: for teacher objectives: "previous" (the previous stage's model) or model ids/dirs (a mean ensemble)
     teacher: Literal["previous"] | list[str] | None = None
-    batch_queries: int = Field(4, ge=1)
-    group_size: int = Field(8, ge=2)
-    negatives_depth: int = Field(100, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    lr: float = Field(2e-5, gt=0)
-    head_lr: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _teacher(self):
@@ -178,8 +169,9 @@ class Training(_Strict):
     """Where a stage's training examples come from: the experiment's own training split."""
 
     first_stage: str  # a bm25/dense system of the experiment: its run gives candidate negatives
-    depth: int = Field(200, ge=1)
-    min_grade: int = 1
+    depth: int = field_of(PreprocessParams, "depth")
+    min_grade: int = field_of(PreprocessParams, "min_grade")
+    negatives: Negatives = field_of(PreprocessParams, "negatives")
 
 
 class RerankSystem(_Strict):
@@ -187,13 +179,12 @@ class RerankSystem(_Strict):
 
     type: Literal["rerank"]
     first_stage: str
-    depth: int = Field(100, ge=1)
+    depth: int = field_of(RerankParams, "depth")
     model: str = "all-MiniLM-L6-v2"
-    head: Literal["cosine", "mean", "seqcls"] | None = None
-    #: cosine head: lower layers that attend within each segment (default: all but the top two)
-    separate_layers: int | None = Field(None, ge=0)
-    max_length: int = Field(256, ge=8)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    head: Literal["cosine", "mean", "seqcls"] | None = field_of(CrossEncoderTrainParams, "head")
+    separate_layers: int | None = field_of(CrossEncoderTrainParams, "separate_layers")
+    max_length: int = field_of(RerankParams, "max_length")
+    precision: Precision | None = None  # default: the config's top-level precision
     training: Training | None = None
     stages: list[Stage] = []
 
@@ -212,19 +203,19 @@ System = Annotated[BM25System | DenseSystem | FusionSystem | RerankSystem, Field
 class Split(_Strict):
     """Deterministic split of the queries: evaluation uses the test part only."""
 
-    seed: int = 42
-    test: float | int = 0.5
-    valid: float | int = 0.1
+    seed: int = field_of(PrepareParams, "split_seed")
+    test: int | float = field_of(PrepareParams, "test_size")
+    valid: int | float = field_of(PrepareParams, "valid_size")
 
 
 class Experiment(_Strict):
     corpus: str
     queries: str
     qrels: str | None = None  # default: the queries' dataset
-    measures: list[str] = ["nDCG@10", "RR(rel=2)@10", "R(rel=2)@1000", "AP(rel=2)"]
+    measures: list[str] = field_of(EvaluateParams, "measure")
     baseline: str | None = None  # default: the first system
     split: Split | None = None  # required when a system trains on this experiment's queries
-    systems: dict[str, System] = Field(min_length=1)
+    systems: dict[Name, System] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _references(self):
@@ -267,7 +258,10 @@ def _trained(s) -> bool:
 
 
 class Config(_Strict):
-    experiments: dict[str, Experiment] = Field(min_length=1)
+    #: the precision of every model step that does not set its own: part of each key, so one key never
+    #: holds bf16 numbers on one machine and fp32 on another
+    precision: Precision = field_of(WithPrecision, "precision")
+    experiments: dict[Name, Experiment] = Field(min_length=1)
 
 
 def _loc(loc: tuple) -> str:

@@ -9,38 +9,48 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from .data import arrow
 from .errors import IrflowError
+from .params import Input, WithPrecision
 
 log = logging.getLogger("irflow")
 
 
-@dataclass(frozen=True)
-class EncodeParams:
-    model: str
-    pooling: str = "mean"
-    normalize: bool = True
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto
-    shard: int = 0
-    num_shards: int = 1
-    model_input: bool = False  # the model is a train artifact, keyed as the input "model"
+Pooling = Literal["mean", "cls"]
 
-    def key_params(self) -> dict:
-        from .models.resolve import identity
 
-        return {
-            "model": {"input": "model"} if self.model_input else identity(self.model),
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-            "precision": self.precision,
-            "shard": self.shard,
-            "num_shards": self.num_shards,
-        }
+class EncodeParams(WithPrecision):
+    """``irflow encode``: one contiguous shard of a prepared corpus with a bi-encoder."""
+
+    step: ClassVar[str] = "encode"
+    inputs: ClassVar[tuple[Input, ...]] = (
+        Input("prepared", "--prepared", "prepare", "A prepare artifact with token ids (made with the model's "
+              "tokenizer)."),
+    )
+
+    model: str = Field(description="Bi-encoder: HF id (org/name[@revision]), local directory, train artifact, "
+                       "or all-MiniLM-L6-v2 (packaged).", json_schema_extra={"ref": True})
+    pooling: Pooling = Field("mean", description="Mean of the token states or the CLS state.")
+    normalize: bool = Field(True, description="L2-normalise vectors (cosine similarity); --no-normalize gives "
+                            "raw dot product.")
+    shard: int = Field(0, ge=0, description="Which shard, 0-based.")
+    num_shards: int = Field(1, ge=1, description="Contiguous shards of the corpus.")
+    max_tokens: int | None = Field(None, ge=1, json_schema_extra={"key": False},
+                                   description="Token budget of one padded batch (speed/memory only; not part of "
+                                   "the key). Default: 4096 on CPU, 16384 on GPU.")
+
+    @model_validator(mode="after")
+    def _shard(self):
+        if self.shard >= self.num_shards:
+            raise ValueError(f"--shard must be in [0, {self.num_shards}) (--num-shards {self.num_shards}), "
+                             f"got {self.shard}")
+        return self
 
 
 def shard_range(n: int, shard: int, num_shards: int) -> tuple[int, int]:

@@ -27,7 +27,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
 from .errors import IrflowError
+from .params import Input, KeyContext, StepParams
 from .trec import Qrels, Run, _atomic_write_text, dedupe_ranking, qid_sort_key, strictly_decreasing
 
 log = logging.getLogger("irflow")
@@ -309,10 +314,40 @@ def parse_named_runs(specs) -> dict[str, Path]:
     return out
 
 
-def evaluate_params(systems: list[str], qrels: str, measures: list[str], baseline: str) -> dict:
-    from .data.sources import identity
+class EvaluateParams(StepParams):
+    """``irflow evaluate``: named runs against qrels, over one query set, t-tested against a baseline."""
 
-    return {"systems": list(systems), "qrels": identity(qrels), "measures": list(measures), "baseline": baseline}
+    step: ClassVar[str] = "evaluate"
+    inputs: ClassVar[tuple[Input, ...]] = (
+        Input("queries", "--queries", "prepare", "The prepare artifact of the evaluated queries (qrels of other "
+              "queries are dropped).", kind="queries"),
+        Input("run", "--run", ("search", "fuse", "rerank"), "A system's name and its run artifact (repeat; the "
+              "first is the default baseline).", multiple=True, named=True),
+    )
+
+    qrels: str = Field(description="irds:<id>, synthetic:<name>, or a TREC qrels file.")
+    measure: list[str] = Field(default_factory=lambda: list(DEFAULT_MEASURES),
+                               description="ir_measures measure (repeat).")
+    baseline: str | None = Field(None, description="System that every other is t-tested against (default: the "
+                                 "first run).")
+
+    @field_validator("measure")
+    @classmethod
+    def _measures(cls, v):
+        if not v:
+            raise ValueError("give at least one measure")
+        return v
+
+    def key_params(self, ctx: KeyContext | None = None) -> dict:
+        """The systems' names (from the named runs, in order) are part of what is evaluated."""
+        from .data.sources import identity
+
+        systems = [n.split(":", 1)[1] for n in (ctx.inputs if ctx else {}) if n.startswith("run:")]
+        baseline = self.baseline or systems[0]
+        if baseline not in systems:
+            raise IrflowError(f"--baseline {baseline!r} is not one of the runs ({', '.join(systems)})")
+        return {"systems": list(systems), "qrels": identity(self.qrels), "measures": list(self.measure),
+                "baseline": baseline}
 
 
 def evaluate_step(runs: Mapping[str, Path], qrels_spec: str, queries_dir: Path, measures: list[str],

@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+from pydantic import Field
 
 from .errors import IrflowError
+from .params import Input, StepParams, KeyContext
 from .trec import Run, dedupe_ranking
 
 log = logging.getLogger("irflow")
@@ -112,13 +116,28 @@ def combsum(runs: Sequence[Run], norm: str | None = "minmax", weights: Sequence[
 # --------------------------------------------------------------------------------- the store step
 
 
-def fuse_params(method: str, rrf_k: int, norm: str, k: int) -> dict:
-    """The key parameters of ``irflow fuse``: only the ones the method actually uses."""
-    return {"method": method, "rrf_k": rrf_k if method == "rrf" else None,
-            "norm": norm if method == "combsum" else None, "k": k}
+class FuseParams(StepParams):
+    """``irflow fuse``: reciprocal rank fusion or normalised CombSUM of two or more runs."""
+
+    step: ClassVar[str] = "fuse"
+    inputs: ClassVar[tuple[Input, ...]] = (
+        Input("run", "--run", ("search", "fuse", "rerank"), "Search/fuse/rerank artifacts to combine (repeat, "
+              "at least two).", multiple=True, min_count=2),
+    )
+
+    method: Literal["rrf", "combsum"] = Field("rrf", description="Reciprocal rank fusion or normalised CombSUM.")
+    rrf_k: int = Field(60, ge=1, description="RRF's rank constant.")
+    norm: Literal["minmax", "zscore", "none"] = Field("minmax", description="Per-query score normalisation for "
+                                                      "combsum.")
+    k: int = Field(1000, ge=1, description="Results kept per query.")
+
+    def key_params(self, ctx: KeyContext | None = None) -> dict:
+        """Only the parameters the method actually uses."""
+        return {"method": self.method, "rrf_k": self.rrf_k if self.method == "rrf" else None,
+                "norm": self.norm if self.method == "combsum" else None, "k": self.k}
 
 
-def fuse_runs(params: dict, run_dirs: list, out) -> dict:
+def fuse_runs(p: FuseParams, run_dirs: list, out) -> dict:
     from pathlib import Path
 
     from .search import RUN
@@ -129,9 +148,9 @@ def fuse_runs(params: dict, run_dirs: list, out) -> dict:
         run, stats = read_run(Path(d) / RUN)
         runs.append(run)
         warnings += stats.warnings
-    if params["method"] == "rrf":
-        fused = rrf(runs, k=params["rrf_k"], depth=params["k"])
+    if p.method == "rrf":
+        fused = rrf(runs, k=p.rrf_k, depth=p.k)
     else:
-        fused = combsum(runs, norm=None if params["norm"] == "none" else params["norm"], depth=params["k"])
-    write_run(Path(out) / RUN, fused, f"fuse-{params['method']}")
+        fused = combsum(runs, norm=None if p.norm == "none" else p.norm, depth=p.k)
+    write_run(Path(out) / RUN, fused, f"fuse-{p.method}")
     return {"queries": len(fused), "warnings": warnings}

@@ -9,26 +9,40 @@ malformed lines and empty collections stop the step before anything is published
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
 
 from .data import arrow
 from .data.sources import identity, iter_texts
 from .errors import IrflowError
+from .params import StepParams, KeyContext
 
 log = logging.getLogger("irflow")
 
 
-@dataclass(frozen=True)
-class PrepareParams:
-    dataset: str
-    kind: str  # "docs" | "queries"
-    tokenizer: str | None = None
-    max_length: int | None = None
-    #: keep one part of a deterministic query split: (part, seed, test size, validation size)
-    split: tuple[str, int, float | int, float | int] | None = None
+SplitPart = Literal["train", "valid", "test"]
 
-    def key_params(self) -> dict:
+
+class PrepareParams(StepParams):
+    """``irflow prepare``: a dataset, optionally tokenised, optionally one part of a query split."""
+
+    step: ClassVar[str] = "prepare"
+
+    dataset: str = Field(description="irds:<id>, synthetic:<name>, or a JSONL/TSV file.")
+    kind: Literal["docs", "queries"] = Field("docs", description="Documents or queries.")
+    tokenizer: str | None = Field(None,
+                                  description="Model whose tokenizer to apply (HF id or directory). Without it "
+                                  "only texts are stored (what BM25 needs).")
+    max_length: int = Field(256, ge=2, description="Truncate token sequences to this length (with --tokenizer).")
+    split: SplitPart | None = Field(None, description="Keep only this part of a deterministic query split "
+                                    "(queries only).")
+    split_seed: int = Field(42, description="Seed of the query split.")
+    test_size: int | float = Field(0.5, ge=0, description="Held-out test queries: a fraction (0.5) or a count (40).")
+    valid_size: int | float = Field(0.1, ge=0, description="Validation queries: a fraction or a count.")
+
+    def key_params(self, ctx: KeyContext | None = None) -> dict:
         from .models.resolve import identity as model_identity
 
         params = {
@@ -38,7 +52,7 @@ class PrepareParams:
             "max_length": self.max_length if self.tokenizer else None,
         }
         if self.split is not None:  # absent rather than null, so unsplit keys stay as they were
-            params["split"] = list(self.split)
+            params["split"] = [self.split, self.split_seed, self.test_size, self.valid_size]
         return params
 
 
@@ -52,8 +66,6 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
         from .models.resolve import load_tokenizer
 
         tok = load_tokenizer(p.tokenizer)
-        if not p.max_length or p.max_length < 2:
-            raise IrflowError("--max-length must be at least 2 when a tokenizer is given")
     texts = arrow.BatchWriter(out / arrow.TEXTS, pa.schema([("id", pa.string()), ("text", pa.string())]))
     tokens = (
         arrow.BatchWriter(out / arrow.TOKENS, pa.schema([("input_ids", pa.list_(pa.int32()))]))
@@ -80,7 +92,7 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
 
         if p.kind != "queries":
             raise IrflowError("--split applies to queries only")
-        part, seed, test, valid = p.split
+        part, seed, test, valid = p.split, p.split_seed, p.test_size, p.valid_size
         records = list(records)
         parts = assign((r[0] for r in records), seed=seed, test=test, valid=valid)
         records = [r for r in records if parts[r[0]] == part]
@@ -123,4 +135,4 @@ def load_texts(prepared: Path) -> tuple[list[str], list[str]]:
     return t.column("id").to_pylist(), t.column("text").to_pylist()
 
 
-__all__ = ["PrepareParams", "prepare", "load_ids", "load_texts", "asdict"]
+__all__ = ["PrepareParams", "prepare", "load_ids", "load_texts"]

@@ -14,33 +14,62 @@ test queries are dropped here, so they can never reach training. The output is
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
 
 from .errors import IrflowError
+from .params import Input, KeyContext, StepParams, field_of
+from .prepare import PrepareParams
 
 log = logging.getLogger("irflow")
 EXAMPLES = "examples.parquet"
 
 
-@dataclass(frozen=True)
-class PreprocessParams:
-    qrels: str
-    depth: int = 200
-    min_grade: int = 1
-    split_seed: int = 42
-    test_size: float | int = 0.0
-    valid_size: float | int = 0.1
-    rankgpt: tuple[str, str] | None = None  # (candidates.jsonl, permutations.json)
-    pair_scores: str | None = None
+class PreprocessParams(StepParams):
+    """``irflow preprocess``: qrels + a candidate source into train/valid examples (test queries dropped)."""
 
-    def key_params(self) -> dict:
+    step: ClassVar[str] = "preprocess"
+    inputs: ClassVar[tuple[Input, ...]] = (
+        Input("queries", "--queries", "prepare", "Prepare artifact of ALL the collection's queries (the split is "
+              "applied here).", kind="queries"),
+        Input("run", "--run", ("search", "fuse", "rerank"), "First-stage run artifact whose top --depth gives "
+              "candidate negatives.", required=False),
+    )
+
+    qrels: str = Field(description="irds:<id>, synthetic:<name>, or a TREC qrels file.")
+    depth: int = Field(100, ge=1, description="Candidates kept per query.")
+    min_grade: int = Field(1, description="Qrels grade that counts as positive.")
+    negatives: Literal["first-stage", "judged", "both"] = Field(
+        "first-stage", description="Negatives: the first stage's non-relevant candidates, the judged non-relevant "
+        "documents (hard negatives from the assessment pools), or both.")
+    split_seed: int = field_of(PrepareParams, "split_seed")
+    test_size: int | float = field_of(PrepareParams, "test_size")
+    valid_size: int | float = field_of(PrepareParams, "valid_size")
+    run_file: str | None = Field(None, description="Or a TREC run file (e.g. a ColBERTv2 top-k).")
+    rankgpt_candidates: str | None = Field(None, description="RankGPT candidate lists (JSONL).")
+    rankgpt_permutations: str | None = Field(None, description="RankGPT permutations (JSON).")
+    pair_scores: str | None = Field(None, description="Teacher scores: 'pos_score neg_score qid pos_id neg_id' "
+                                    "lines.")
+
+    @model_validator(mode="after")
+    def _sources(self):
+        if (self.rankgpt_candidates is None) != (self.rankgpt_permutations is None):
+            raise ValueError("RankGPT needs both --rankgpt-candidates and --rankgpt-permutations")
+        return self
+
+    @property
+    def rankgpt(self) -> tuple[str, str] | None:
+        return (self.rankgpt_candidates, self.rankgpt_permutations) if self.rankgpt_candidates else None
+
+    def key_params(self, ctx: KeyContext | None = None) -> dict:
         from .data.sources import identity
 
+        files = ("run_file", "rankgpt_candidates", "rankgpt_permutations", "pair_scores")
         return {"qrels": identity(self.qrels), "depth": self.depth, "min_grade": self.min_grade,
-                "split": [self.split_seed, self.test_size, self.valid_size],
-                "rankgpt": [identity(f) for f in self.rankgpt] if self.rankgpt else None,
-                "pair_scores": identity(self.pair_scores) if self.pair_scores else None}
+                "negatives": self.negatives, "split": [self.split_seed, self.test_size, self.valid_size],
+                **{f: identity(getattr(self, f)) if getattr(self, f) else None for f in files}}
 
 
 def preprocess(p: PreprocessParams, queries_dir: Path, run_path: Path | None, out: Path) -> dict:

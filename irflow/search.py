@@ -7,26 +7,36 @@ make the two sides disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from .errors import IrflowError
+from .params import Input, WithPrecision, KeyContext
 from .index import read_info
 from .prepare import load_texts
 
 RUN = "run.trec"
 
 
-@dataclass(frozen=True)
-class SearchParams:
-    k: int = 1000
-    query_max_length: int = 64
-    precision: str = "auto"
-    nprobe: int | None = None
+class SearchParams(WithPrecision):
+    """``irflow search``: a query set against a BM25 or faiss index."""
 
-    def key_params(self, index_type: str) -> dict:
+    step: ClassVar[str] = "search"
+    inputs: ClassVar[tuple[Input, ...]] = (
+        Input("index", "--index", "index", "An index artifact (BM25 or faiss)."),
+        Input("queries", "--queries", "prepare", "A prepare artifact of kind queries.", kind="queries"),
+    )
+
+    k: int = Field(1000, ge=1, description="Results per query.")
+    query_max_length: int = Field(64, ge=2, description="Query tokens (dense indexes).")
+    nprobe: int | None = Field(None, ge=1, description="IVF cells to visit (IVF indexes only).")
+
+    def key_params(self, ctx: KeyContext | None = None) -> dict:
+        """A BM25 search depends on k only; the index's type comes from the index input."""
+        index_type = ctx.inputs["index"].params.get("type") if ctx else None
         if index_type == "bm25":
             return {"k": self.k}
         return {"k": self.k, "query_max_length": self.query_max_length, "precision": self.precision,
@@ -39,8 +49,6 @@ def search(p: SearchParams, index_dir: Path, queries_dir: Path, out: Path, *, de
 
     from .trec import write_run
 
-    if p.k < 1:
-        raise IrflowError(f"--k must be positive, got {p.k}")
     info = read_info(index_dir)
     qids, qtexts = load_texts(queries_dir)
     if info["type"] == "bm25":

@@ -1,18 +1,18 @@
 # Helpers shared by the rules: the validated config, the plan of store artifacts, and the
 # functions that rules call to look up their inputs, command lines and resources by key.
-import os
+import re
 
-from irflow import __version__ as IRFLOW_VERSION
 from irflow.config import validate
 from irflow.plan import build
 
 STORE = "results/store"
-PLAN = build(validate(config, source="config (config/config.yaml and --config)"), store=STORE)
+CONFIG_SOURCES = [str(f) for f in workflow.configfiles] or ["config/config.yaml"]
+PLAN = build(validate(config, source=" + ".join(CONFIG_SOURCES)), store=STORE)
 
 
 wildcard_constraints:
     key="[0-9a-f]{16}",
-    experiment="|".join(PLAN.experiments) or "none",
+    experiment="|".join(re.escape(e) for e in PLAN.experiments) or "none",
 
 
 def all_targets():
@@ -44,5 +44,8 @@ def evaluation_of(wildcards):
     return PLAN.manifest(PLAN.experiments[wildcards.experiment])
 
 
-def evaluation_dir(wildcards):
-    return PLAN.path(PLAN.experiments[wildcards.experiment])
+def evaluation_file(name):
+    def path(wildcards):
+        return PLAN.path(PLAN.experiments[wildcards.experiment]) + "/" + name
+
+    return path

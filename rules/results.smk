@@ -14,9 +14,10 @@ rule results:
     log:
         "logs/results/{experiment}.log",
     params:
-        src=evaluation_dir,
+        ndcg=evaluation_file("ndcg.tsv"),
+        metrics=evaluation_file("metrics.tsv"),
     conda:
         "../envs/irflow.yaml"
     shell:
-        "(cp {params.src}/ndcg.tsv {output.ndcg} && cp {params.src}/metrics.tsv {output.metrics}"
-        " && cat {output.ndcg}) > {log} 2>&1"
+        "(cp {params.ndcg:q} {output.ndcg:q} && cp {params.metrics:q} {output.metrics:q}"
+        " && cat {output.ndcg:q}) > {log:q} 2>&1"

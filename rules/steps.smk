@@ -1,6 +1,8 @@
 # One rule per pipeline step. Outputs are store directories, declared through their manifest
 # (written last, so a present manifest means a complete artifact); the key wildcard selects the
-# plan node, which supplies the inputs and the full command line through params.
+# plan node, which supplies the inputs and the full command line (already shell-quoted) through
+# params. A step's format version is part of its key (irflow.store.STEP_VERSIONS), so no
+# version parameter is needed to trigger re-runs.
 
 
 rule prepare:
@@ -12,11 +14,10 @@ rule prepare:
         "logs/prepare/{key}.log",
     params:
         args=command_of("prepare"),
-        version=IRFLOW_VERSION,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow prepare {params.args} > {log} 2>&1"
+        "irflow prepare {params.args} > {log:q} 2>&1"
 
 
 rule encode:
@@ -30,14 +31,13 @@ rule encode:
         "benchmarks/encode/{key}.tsv"
     params:
         args=command_of("encode"),
-        version=IRFLOW_VERSION,
     threads: 2
     resources:
         gpu=1,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow encode {params.args} --threads {threads} > {log} 2>&1"
+        "irflow encode {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule index:
@@ -49,11 +49,10 @@ rule index:
         "logs/index/{key}.log",
     params:
         args=command_of("index"),
-        version=IRFLOW_VERSION,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow index {params.args} > {log} 2>&1"
+        "irflow index {params.args} > {log:q} 2>&1"
 
 
 rule search:
@@ -67,14 +66,13 @@ rule search:
         "benchmarks/search/{key}.tsv"
     params:
         args=command_of("search"),
-        version=IRFLOW_VERSION,
     threads: 2
     resources:
         gpu=gpus_of("search"),
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow search {params.args} --threads {threads} > {log} 2>&1"
+        "irflow search {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule fuse:
@@ -86,11 +84,10 @@ rule fuse:
         "logs/fuse/{key}.log",
     params:
         args=command_of("fuse"),
-        version=IRFLOW_VERSION,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow fuse {params.args} > {log} 2>&1"
+        "irflow fuse {params.args} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -102,11 +99,10 @@ rule evaluate:
         "logs/evaluate/{key}.log",
     params:
         args=command_of("evaluate"),
-        version=IRFLOW_VERSION,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow evaluate {params.args} > {log} 2>&1"
+        "irflow evaluate {params.args} > {log:q} 2>&1"
 
 
 rule preprocess:
@@ -118,11 +114,10 @@ rule preprocess:
         "logs/preprocess/{key}.log",
     params:
         args=command_of("preprocess"),
-        version=IRFLOW_VERSION,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow preprocess {params.args} > {log} 2>&1"
+        "irflow preprocess {params.args} > {log:q} 2>&1"
 
 
 rule score:
@@ -136,14 +131,13 @@ rule score:
         "benchmarks/score/{key}.tsv"
     params:
         args=command_of("score"),
-        version=IRFLOW_VERSION,
     threads: 2
     resources:
         gpu=1,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow score {params.args} --threads {threads} > {log} 2>&1"
+        "irflow score {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule train:
@@ -157,14 +151,13 @@ rule train:
         "benchmarks/train/{key}.tsv"
     params:
         args=command_of("train"),
-        version=IRFLOW_VERSION,
     threads: 2
     resources:
         gpu=1,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow train {params.args} --threads {threads} > {log} 2>&1"
+        "irflow train {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule rerank:
@@ -178,14 +171,13 @@ rule rerank:
         "benchmarks/rerank/{key}.tsv"
     params:
         args=command_of("rerank"),
-        version=IRFLOW_VERSION,
     threads: 2
     resources:
         gpu=1,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow rerank {params.args} --threads {threads} > {log} 2>&1"
+        "irflow rerank {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule cluster:
@@ -197,11 +189,10 @@ rule cluster:
         "logs/cluster/{key}.log",
     params:
         args=command_of("cluster"),
-        version=IRFLOW_VERSION,
     threads: 2
     resources:
         gpu=1,
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow cluster {params.args} --threads {threads} > {log} 2>&1"
+        "irflow cluster {params.args} --threads {threads} > {log:q} 2>&1"

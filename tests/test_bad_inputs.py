@@ -271,13 +271,13 @@ def unknown_baseline(ctx):
 
 
 def unknown_faiss_factory(ctx):
-    return Bad(["index", "--shard", ctx.encode_artifact(), "--factory", "NoSuchIndex,Flat",
+    return Bad(["index", "faiss", "--shard", ctx.encode_artifact(), "--factory", "NoSuchIndex,Flat",
                 "--store", ctx.store],
                "index", ["'NoSuchIndex,Flat'", "index_factory"])
 
 
 def faiss_too_few_training_vectors(ctx):
-    return Bad(["index", "--shard", ctx.encode_artifact(rows=8), "--factory", "IVF64,Flat",
+    return Bad(["index", "faiss", "--shard", ctx.encode_artifact(rows=8), "--factory", "IVF64,Flat",
                 "--store", ctx.store],
                "index", ["'IVF64,Flat'", "8 vectors"])
 
@@ -301,7 +301,7 @@ def bad_num_shards(ctx):
 
 def _train_bi_encoder(ctx: Ctx, *args) -> list:
     dirs = [ctx.tmp / n for n in ("examples", "queries", "docs")]
-    return ["train", "--family", "bi-encoder", "--model", "all-MiniLM-L6-v2", "--examples", dirs[0],
+    return ["train", "bi-encoder", "--model", "all-MiniLM-L6-v2", "--examples", dirs[0],
             "--queries", dirs[1], "--docs", dirs[2], *args, "--store", ctx.store]
 
 

@@ -94,11 +94,11 @@ def test_cluster_sizes_stats():
 
 
 def test_key_covers_every_output_changing_parameter():
-    base = ClusterParams("all-MiniLM-L6-v2")
+    base = ClusterParams(model="all-MiniLM-L6-v2")
     assert base.key_params()["model"] == {"hub": "sentence-transformers/all-MiniLM-L6-v2"}
     for change in [dict(pooling="cls"), dict(normalize=False), dict(max_length=31), dict(k=7), dict(niter=3),
                    dict(seed=1), dict(spherical=False), dict(precision="fp32"), dict(model="other/model")]:
-        assert ClusterParams(**{**base.__dict__, **change}).key_params() != base.key_params(), change
+        assert ClusterParams(**{**base.model_dump(), **change}).key_params() != base.key_params(), change
 
 
 def test_examples_without_training_queries_are_an_error(tmp_path):
@@ -190,7 +190,7 @@ def test_cli_clusters_exactly_the_training_queries_and_reruns_free(inputs, tiny_
     # prepared token ids of the same tokenizer and length give the very same clusters
     out = inputs["root"] / "inproc"
     out.mkdir()
-    p = ClusterParams(str(tiny_bert), k=3)
+    p = ClusterParams(model=str(tiny_bert), k=3)
     stats = cluster_queries(p, inputs["examples"], inputs["tokenised"], out, progress=False)
     assert stats["tokens_from"] == "prepared"
     assert pq.read_table(out / CLUSTERS).equals(t)

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import IrflowError
+from ..params import Input, StepParams, KeyContext
 from . import read_info, write_info
 
 
-@dataclass(frozen=True)
-class BM25Params:
-    k1: float = 0.9
-    b: float = 0.4
-    method: str = "lucene"
-    stemmer: str | None = "english"  # a PyStemmer language, or None
-    stopwords: str | None = "en"
+class BM25Params(StepParams):
+    """``irflow index bm25``: Lucene BM25 (bm25s) over a prepare artifact's texts."""
 
-    def key_params(self) -> dict:
-        return {"type": "bm25", "k1": self.k1, "b": self.b, "method": self.method,
-                "stemmer": self.stemmer, "stopwords": self.stopwords}
+    step: ClassVar[str] = "index"
+    inputs: ClassVar[tuple[Input, ...]] = (
+        Input("texts", "--texts", "prepare", "The prepare artifact of the corpus.", kind="docs"),
+    )
+
+    k1: float = Field(0.9, ge=0, description="Term-frequency saturation.")
+    b: float = Field(0.4, ge=0, le=1, description="Length normalisation.")
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = Field("lucene", description="bm25s variant.")
+    stemmer: str | None = Field("english", description="PyStemmer language; 'none' disables.")
+    stopwords: str | None = Field("en", description="bm25s stop word list; 'none' disables.")
+
+    def key_params(self, ctx: KeyContext | None = None) -> dict:
+        return {"type": "bm25", **super().key_params(ctx)}
 
 
 def _stemmer(name: str | None):

@@ -8,23 +8,31 @@ train on a seeded random sample of the corpus.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import IrflowError
+from ..params import Input, StepParams, KeyContext
 from . import read_info, write_info
 
 
-@dataclass(frozen=True)
-class FaissParams:
-    factory: str = "Flat"
-    train_size: int = 100_000
-    seed: int = 0
+class FaissParams(StepParams):
+    """``irflow index faiss``: encoded shards merged into one faiss index (inner product)."""
 
-    def key_params(self) -> dict:
-        return {"type": "faiss", "factory": self.factory, "train_size": self.train_size, "seed": self.seed}
+    step: ClassVar[str] = "index"
+    inputs: ClassVar[tuple[Input, ...]] = (
+        Input("shard", "--shard", "encode", "Encode artifacts to merge (repeat, in shard order).", multiple=True),
+    )
+
+    factory: str = Field("Flat", description="faiss index_factory string (inner product).")
+    train_size: int = Field(100_000, ge=1, description="Vectors sampled to train IVF/PQ indexes.")
+    seed: int = Field(0, description="Seed of the training sample.")
+
+    def key_params(self, ctx: KeyContext | None = None) -> dict:
+        return {"type": "faiss", **super().key_params(ctx)}
 
 
 def _shards(shard_dirs: list[Path]):

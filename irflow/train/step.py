@@ -1,4 +1,4 @@
-"""``irflow train``: examples + texts (+ teacher scores, clusters) into a saved model, one stage.
+"""``irflow train <family>``: examples + texts (+ teacher scores, clusters) into a saved model, one stage.
 
 Three families share the loop of :mod:`irflow.train.loop`: cross-encoders (re-rankers),
 bi-encoders (the dense retriever) and ColBERT (the bi-encoder's in-batch teacher).
@@ -12,40 +12,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import IrflowError
-from .biencoder import DenseConfig
-from .crossencoder import GroupConfig
-from .loop import OptimConfig
+from .params import BiEncoderTrainParams, ColbertTrainParams, CrossEncoderTrainParams
 
 log = logging.getLogger("irflow")
-
-#: optimisation settings that change how a run is carried out, not what it computes
-_NOT_IN_KEY = ("checkpoint_every", "log_every")
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    model: str | None = "all-MiniLM-L6-v2"  # None when starting from a previous stage (--init)
-    head: str | None = None  # mean | seqcls (default: the model card's, else mean)
-    max_length: int = 256
-    group: GroupConfig = field(default_factory=GroupConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    validation_depth: int = 30
-    separate_layers: int | None = None  # None: the model card's, or the cosine head's default
-
-    def key_params(self) -> dict:
-        from ..models.resolve import identity
-
-        optim = {k: v for k, v in asdict(self.optim).items() if k not in _NOT_IN_KEY}
-        k = {"family": "cross-encoder", "model": identity(self.model) if self.model else None,
-             "head": self.head, "max_length": self.max_length, "group": asdict(self.group), "optim": optim,
-             "validation_depth": self.validation_depth if self.optim.validate_every else None}
-        if self.separate_layers is not None:  # only when given, so the default's keys stay as they were
-            k["separate_layers"] = self.separate_layers
-        return k
 
 
 def _validation(examples, queries, docs, depth: int, device: str, autocast_dtype):
@@ -64,7 +36,7 @@ def _validation(examples, queries, docs, depth: int, device: str, autocast_dtype
     return validate
 
 
-def train_cross_encoder(p: TrainParams, init: Path | None, examples_dir: Path, queries_dir: Path, docs_dir: Path,
+def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_dir: Path, queries_dir: Path, docs_dir: Path,
                         teacher_dir: Path | None, out: Path, ckpt: Path, *, key: str, device: str, autocast_dtype,
                         stop_after: int | None = None) -> dict:
     from ..models.crossencoder import CrossEncoder
@@ -105,42 +77,13 @@ def load_teacher(teacher_dir: Path) -> dict[str, dict[str, float]]:
     """qid -> doc id -> teacher score, from a ``score`` artifact."""
     import pyarrow.parquet as pq
 
-    from ..rerank import TEACHER
+    from ..score import TEACHER
 
     t = pq.read_table(Path(teacher_dir) / TEACHER, columns=["qid", "doc_id", "score"]).to_pydict()
     by_q: dict[str, dict[str, float]] = {}
     for q, d, x in zip(t["qid"], t["doc_id"], t["score"]):
         by_q.setdefault(q, {})[d] = x
     return by_q
-
-
-@dataclass(frozen=True)
-class DenseTrainParams:
-    """A bi-encoder or ColBERT stage; ``colbert`` is the in-batch teacher (None, an id or an input)."""
-
-    family: str = "bi-encoder"  # bi-encoder | colbert
-    model: str | None = "all-MiniLM-L6-v2"  # None when starting from a previous stage (--init)
-    pooling: str = "mean"
-    normalize: bool = True
-    scale: float | None = None
-    colbert: str | dict | None = None  # a model id/dir, or {"input": "colbert"} for a train artifact
-    dense: DenseConfig = field(default_factory=DenseConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    validation_depth: int = 100
-
-    def key_params(self) -> dict:
-        from ..models.resolve import identity
-
-        optim = {k: v for k, v in asdict(self.optim).items() if k not in _NOT_IN_KEY}
-        k = {"family": self.family, "model": identity(self.model) if self.model else None,
-             "dense": self.dense.key_params(), "optim": optim,
-             "validation_depth": self.validation_depth if self.optim.validate_every else None}
-        if self.family == "bi-encoder":
-            k.update(pooling=self.pooling, normalize=self.normalize, scale=self.scale)
-        if self.dense.objective in ("inbatch", "dual"):
-            k["colbert"] = self.colbert if isinstance(self.colbert, dict) or self.colbert is None \
-                else identity(self.colbert)
-        return k
 
 
 def _read_clusters(clusters_dir: Path | None) -> dict[str, int] | None:
@@ -152,7 +95,7 @@ def _read_clusters(clusters_dir: Path | None) -> dict[str, int] | None:
     return dict(zip(t["qid"], t["cluster"]))
 
 
-def train_dense(p: DenseTrainParams, init: Path | None, examples_dir: Path, queries_dir: Path, docs_dir: Path,
+def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None, examples_dir: Path, queries_dir: Path, docs_dir: Path,
                 teacher_dir: Path | None, clusters_dir: Path | None, colbert: str | None, out: Path, ckpt: Path, *,
                 key: str, device: str, autocast_dtype, stop_after: int | None = None) -> dict:
     from ..models.colbert import ColBERT
