@@ -364,8 +364,9 @@ def verify_input(path: str | Path) -> dict[str, Any]:
         raise IrflowError(problem, where=path / MANIFEST)
     for rel, bad in _check_files(path, manifest["files"], trust_mtime=True):
         where = path / MANIFEST if bad.kind == "unsafe" else path / rel
-        msg = f"unsafe file name {rel!r} in the manifest (not followed)" if bad.kind == "unsafe" else bad.describe()
-        raise IrflowError(msg, where=where)
+        if bad.kind == "unsafe":
+            raise IrflowError(f"unsafe file name {rel!r} in the manifest (not followed)", where=where)
+        raise IrflowError(bad.describe(), where=where)
     return manifest
 
 
@@ -376,8 +377,8 @@ def verify(path: str | Path) -> list[str]:
     a manifest entry that leaves the directory, symlinks and special files are reported, not followed.
     """
     path = Path(path)
-    if not path.is_dir() or path.is_symlink():
-        return ["not a directory" if path.exists() or path.is_symlink() else "does not exist"]
+    if not path.is_dir():  # the path given is the user's choice (it may be a link); its contents are not
+        return ["not a directory" if path.exists() else "does not exist"]
     try:
         manifest = read_manifest(path)
     except IrflowError as e:
@@ -475,7 +476,7 @@ class Artifact:
                 stats = work(self)
                 if stats is not None:
                     if not isinstance(stats, Mapping):
-                        raise TypeError(f"a step's work must return a dict of stats, not {type(stats).__name__}")
+                        raise TypeError(f"work must return a dict of stats, not {type(stats).__name__}")
                     self.stats.update(stats)
         return self
 
@@ -502,7 +503,7 @@ class Artifact:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise IrflowError("the lock file is a symbolic link (not followed)", where=locks / name) from None
+                raise IrflowError("the lock file is a symlink (not followed)", where=locks / name) from None
             raise self._env_error(e, locks / name) from e
         finally:
             os.close(dfd)
@@ -554,10 +555,12 @@ class Artifact:
         files = {}
         for rel, kind in sorted(_walk(self.tmp)):
             if kind != "file":
-                raise IrflowError(f"the step wrote a {'symbolic link' if kind == 'symlink' else 'special file'} "
-                                  f"{rel!r}; an artifact holds only regular files", where=self.path)
+                what = "symbolic link" if kind == "symlink" else "special file"
+                raise IrflowError(f"the step wrote a {what} {rel!r}; an artifact holds only regular files",
+                                  where=self.path)
             st = (self.tmp / rel).stat()
-            files[rel] = {"sha256": file_digest(self.tmp / rel), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+            files[rel] = {"sha256": file_digest(self.tmp / rel), "bytes": st.st_size,
+                          "mtime_ns": st.st_mtime_ns}  # inputs whose size and mtime match skip the re-hash
         manifest = {
             "step": self.step,
             "key": self.key,
@@ -614,7 +617,8 @@ class Artifact:
             blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), self.store)
             return IrflowError("the store must be a directory, but this is a file", where=blocker)
         if e.errno == errno.EROFS:
-            return IrflowError(f"the store is on a read-only file system (cannot create {path})", where=self.store)
+            return IrflowError(f"the store is on a read-only file system (cannot create {path})",
+                               where=self.store)
         if e.errno in (errno.EACCES, errno.EPERM):
             return IrflowError(f"the store is not writable (permission denied: {path})", where=self.store)
         return IrflowError(f"cannot write to the store ({e.strerror}: {path})", where=self.store)

@@ -223,7 +223,8 @@ def _race(tmp_path: Path, form: str) -> list[subprocess.CompletedProcess]:
     for p, err, me in procs:
         stdout, _ = p.communicate(timeout=300)
         err.close()
-        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, (tmp_path / f"err-{me}").read_text()))
+        stderr = (tmp_path / f"err-{me}").read_text()
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
     return out
 
 
@@ -282,7 +283,8 @@ def test_altered_input_is_refused_naming_the_file(tmp_path):
     _flip_byte(a.path / "sub" / "b.txt")
     with pytest.raises(IrflowError) as e:
         _encode_with(tmp_path, {"prepared": a.path})
-    assert str(e.value) == f"{a.path / 'sub' / 'b.txt'}: altered since it was published (sha256 differs from its manifest)"
+    altered = a.path / "sub" / "b.txt"
+    assert str(e.value) == f"{altered}: altered since it was published (sha256 differs from its manifest)"
     assert not (tmp_path / "encode").exists()  # refused before anything was created
 
 
@@ -292,7 +294,7 @@ def test_input_size_is_always_checked(tmp_path):
     st = f.stat()
     f.write_bytes(b"aaaaa")
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored: only the size tells
-    with pytest.raises(IrflowError, match=r"a\.txt: altered since it was published \(5 bytes, its manifest says 4\)"):
+    with pytest.raises(IrflowError, match=r"a\.txt: altered since it was published \(5 bytes, its manifest"):
         verify_input(a.path)
 
 
@@ -350,7 +352,7 @@ def test_old_manifest_without_mtimes_is_rehashed(tmp_path):
 
 def test_altered_input_is_refused_by_the_cli_step_that_reads_it(tmp_path):
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": f"word{i} common text"}) + "\n" for i in range(20)))
+    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": f"word{i} text"}) + "\n" for i in range(20)))
     store = tmp_path / "store"
     run = lambda *args: subprocess.run([sys.executable, "-m", "irflow.cli", *map(str, args)], env=_env(),
                                        capture_output=True, text=True, cwd=tmp_path)
@@ -421,7 +423,8 @@ def test_verify_does_not_open_a_fifo(tmp_path):
 @pytest.mark.parametrize("text, problem", [
     ("{", "corrupt manifest.json (Expecting property name"),
     ("[1, 2]", "corrupt manifest.json (not a JSON object)"),
-    ('{"key": "0123456789abcdef", "files": {"a.txt": {"bytes": "4"}}}', "corrupt manifest.json (bad entry for 'a.txt')"),
+    ('{"key": "0123456789abcdef", "files": {"a.txt": {"bytes": "4"}}}',
+     "corrupt manifest.json (bad entry for 'a.txt')"),
     ('{"key": "../x", "files": {}}', "corrupt manifest.json (no valid key)"),
     ('{"key": "0123456789abcdef", "files": []}', "corrupt manifest.json (no file list)"),
 ])
@@ -452,8 +455,10 @@ def test_cli_verify_reports_every_artifact_given(tmp_path):
     assert lines[0].startswith(f"{corrupt}: corrupt manifest.json")
     assert lines[1:] == [f"{tampered}: altered: a.txt",
                          f"{bare}: not a complete irflow artifact (no manifest.json)", f"{good}: ok"]
-    r = CliRunner().invoke(cli, ["verify", str(good)])
-    assert r.exit_code == 0 and r.output == f"{good}: ok\n"
+    link = tmp_path / "latest"
+    link.symlink_to(good)  # a link the user names is followed; links inside an artifact are not
+    r = CliRunner().invoke(cli, ["verify", str(good), str(link)])
+    assert r.exit_code == 0 and r.output == f"{good}: ok\n{link}: ok\n"
 
 
 # --------------------------------------------------------------------------------- environment errors
@@ -541,7 +546,8 @@ def readonly_store(tmp_path):
     d.mkdir()
     mounted = os.geteuid() == 0
     if mounted:  # root ignores permission bits: use a file system mounted read-only
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d)], capture_output=True).returncode:
+        mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d)]
+        if subprocess.run(mount, capture_output=True).returncode:
             pytest.skip("running as root without permission to mount: cannot make a read-only store")
     art = _publish(d / "store")
     if mounted:
