@@ -128,11 +128,8 @@ class Run:
 
     def build(self, work) -> None:
         """Run ``work()`` (-> stats) into ``self.art.tmp`` unless the artifact is complete; print its path."""
-        art = self.art
-        if not art.complete:
-            with art:
-                art.stats.update(work() or {})
-        click.echo(str(art.path))
+        self.art.build(lambda art: work())
+        click.echo(str(self.art.path))
 
 
 def step_command(group, cls, name: str | None = None, *, device: bool = False):
@@ -422,7 +419,7 @@ def info(artifact):
 
 
 @cli.command()
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @handles_errors
 def verify(artifacts):
     """Re-hash artifacts' files against their manifests; exit 1 if any differ."""
