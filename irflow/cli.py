@@ -48,7 +48,7 @@ def handles_errors(fn):
         try:
             return fn(*args, **kwargs)
         except IrflowError as e:
-            name = click.get_current_context().info_name
+            name = click.get_current_context().command_path.partition(" ")[2] or "irflow"
             click.echo(f"irflow {name}: error: {e}", err=True)
             sys.exit(2)
 
@@ -308,11 +308,9 @@ def train():
 
 
 def _train(r: Run, work) -> None:
-    """The shared body of the three families: one of --model/--init, checkpoints beside the artifact."""
+    """The shared body of the three families: checkpoints beside the artifact, removed once published."""
     import shutil
 
-    if bool(r.params.model) == ("init" in r.paths):
-        raise IrflowError("give exactly one of --model or --init")
     ckpt = r.art.path.parent / f".ckpt-{r.art.key}"
 
     def run():
@@ -334,26 +332,14 @@ def train_cross_encoder(r: Run):
     """Fine-tune a cross-encoder (re-ranker) stage: lce, ranknet, margin-mse or kl."""
     from .train.step import train_cross_encoder as run
 
-    if r.params.objective != "lce" and "teacher" not in r.paths:
-        raise IrflowError(f"objective {r.params.objective} needs teacher scores (--teacher: a score artifact)")
     _train(r, lambda ckpt: run(r.params, _input(r, "init"), _input(r, "examples"), _input(r, "queries"),
                                _input(r, "docs"), _input(r, "teacher"), r.art.tmp, ckpt, key=r.art.key,
                                device=r.device, autocast_dtype=r.dtype, stop_after=r.params.stop_after))
 
 
-def _dense_inputs(r: Run) -> None:
-    p = r.params
-    if p.sampler != "random" and "clusters" not in r.paths:
-        raise IrflowError(f"sampler {p.sampler} needs query clusters (--clusters: an irflow cluster artifact)")
-    if (p.sampler == "tas-balanced" or p.objective in ("margin-mse", "dual")) and "teacher" not in r.paths:
-        what = "sampler tas-balanced" if p.sampler == "tas-balanced" else f"objective {p.objective}"
-        raise IrflowError(f"{what} needs teacher scores (--teacher: an irflow score artifact)")
-
-
 def _train_dense(r: Run, colbert: str | None) -> None:
     from .train.step import train_dense
 
-    _dense_inputs(r)
     _train(r, lambda ckpt: train_dense(r.params, _input(r, "init"), _input(r, "examples"), _input(r, "queries"),
                                        _input(r, "docs"), _input(r, "teacher"), _input(r, "clusters"), colbert,
                                        r.art.tmp, ckpt, key=r.art.key, device=r.device, autocast_dtype=r.dtype,
@@ -364,10 +350,7 @@ def _train_dense(r: Run, colbert: str | None) -> None:
 def train_bi_encoder(r: Run):
     """Fine-tune a bi-encoder (dense retriever) stage: margin-mse, inbatch, dual or infonce; random, tas or
     tas-balanced sampling."""
-    needs = r.params.objective in ("inbatch", "dual")
-    if needs and not r.params.colbert:
-        raise IrflowError(f"objective {r.params.objective} needs a ColBERT teacher (--colbert)")
-    _train_dense(r, r.params.colbert if needs else None)
+    _train_dense(r, r.params.colbert if r.params.objective in ("inbatch", "dual") else None)
 
 
 @step_command(train, ColbertTrainParams, "colbert", device=True)

@@ -71,6 +71,9 @@ class StepParams(BaseModel):
     step: ClassVar[str]
     inputs: ClassVar[tuple[Input, ...]] = ()
 
+    def check_inputs(self, given: set[str]) -> None:
+        """Refuse a combination of parameters and inputs that cannot run (before any input is read)."""
+
     # ---------------------------------------------------------------------------------- key
 
     def key_params(self, ctx: KeyContext | None = None) -> dict:
@@ -195,6 +198,8 @@ def validation_message(e: ValidationError, names: Mapping[str, str] | None = Non
         where = (names or {}).get(loc[0], loc[0]) if loc else ""
         msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
         msg = msg.removeprefix("Value error, ")
+        if loc and isinstance(err.get("input"), (int, float, str)) and err["type"] != "value_error":
+            msg += f", got {err['input']!r}" if isinstance(err["input"], str) else f", got {err['input']}"
         lines.append(f"{where}: {msg}" if where else msg)
     return "; ".join(lines)
 
@@ -273,7 +278,9 @@ def key_from_values(cls: type[StepParams], values: Mapping[str, Any], describe: 
     directory). The CLI reads verified manifests; the plan test looks the plan's nodes up.
     """
     p = cls.from_options(values)
-    return (p, *keyed(p, resolve_inputs(cls, values), describe))
+    paths = resolve_inputs(cls, values)
+    p.check_inputs(set(paths))
+    return (p, *keyed(p, paths, describe))
 
 
 def keyed(p: StepParams, paths: Mapping[str, str], describe: Callable[[str], Described | None]):

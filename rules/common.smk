@@ -33,11 +33,32 @@ def command_of(step):
     return command
 
 
-def gpus_of(step):
-    def gpus(wildcards):
-        return int(PLAN.node(step, wildcards.key).gpu)
+_ESTIMATES = {}
 
-    return gpus
+
+def _estimate(step, key):
+    from irflow.resources import estimate
+
+    if (step, key) not in _ESTIMATES:
+        _ESTIMATES[step, key] = estimate(PLAN, PLAN.node(step, key))
+    return _ESTIMATES[step, key]
+
+
+def threads_of(step):
+    def threads(wildcards):
+        return _estimate(step, wildcards.key).threads
+
+    return threads
+
+
+def resource_of(step, what):
+    """mem_mb, runtime (minutes) or gpu of a job, estimated by the plan from the data sizes."""
+
+    def value(wildcards, attempt):
+        v = getattr(_estimate(step, wildcards.key), what)
+        return v * attempt if what in ("mem_mb", "runtime") else v  # a retry asks for more
+
+    return value
 
 
 def evaluation_of(wildcards):

@@ -12,8 +12,15 @@ rule prepare:
         "results/store/prepare/{key}/manifest.json",
     log:
         "logs/prepare/{key}.log",
+    benchmark:
+        "benchmarks/prepare/{key}.tsv"
     params:
         args=command_of("prepare"),
+    threads: threads_of("prepare")
+    resources:
+        mem_mb=resource_of("prepare", "mem_mb"),
+        runtime=resource_of("prepare", "runtime"),
+        gpu=resource_of("prepare", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -31,9 +38,11 @@ rule encode:
         "benchmarks/encode/{key}.tsv"
     params:
         args=command_of("encode"),
-    threads: 2
+    threads: threads_of("encode")
     resources:
-        gpu=1,
+        mem_mb=resource_of("encode", "mem_mb"),
+        runtime=resource_of("encode", "runtime"),
+        gpu=resource_of("encode", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -47,8 +56,15 @@ rule index:
         "results/store/index/{key}/manifest.json",
     log:
         "logs/index/{key}.log",
+    benchmark:
+        "benchmarks/index/{key}.tsv"
     params:
         args=command_of("index"),
+    threads: threads_of("index")
+    resources:
+        mem_mb=resource_of("index", "mem_mb"),
+        runtime=resource_of("index", "runtime"),
+        gpu=resource_of("index", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -66,9 +82,11 @@ rule search:
         "benchmarks/search/{key}.tsv"
     params:
         args=command_of("search"),
-    threads: 2
+    threads: threads_of("search")
     resources:
-        gpu=gpus_of("search"),
+        mem_mb=resource_of("search", "mem_mb"),
+        runtime=resource_of("search", "runtime"),
+        gpu=resource_of("search", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -82,8 +100,15 @@ rule fuse:
         "results/store/fuse/{key}/manifest.json",
     log:
         "logs/fuse/{key}.log",
+    benchmark:
+        "benchmarks/fuse/{key}.tsv"
     params:
         args=command_of("fuse"),
+    threads: threads_of("fuse")
+    resources:
+        mem_mb=resource_of("fuse", "mem_mb"),
+        runtime=resource_of("fuse", "runtime"),
+        gpu=resource_of("fuse", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -97,8 +122,15 @@ rule evaluate:
         "results/store/evaluate/{key}/manifest.json",
     log:
         "logs/evaluate/{key}.log",
+    benchmark:
+        "benchmarks/evaluate/{key}.tsv"
     params:
         args=command_of("evaluate"),
+    threads: threads_of("evaluate")
+    resources:
+        mem_mb=resource_of("evaluate", "mem_mb"),
+        runtime=resource_of("evaluate", "runtime"),
+        gpu=resource_of("evaluate", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -112,8 +144,15 @@ rule preprocess:
         "results/store/preprocess/{key}/manifest.json",
     log:
         "logs/preprocess/{key}.log",
+    benchmark:
+        "benchmarks/preprocess/{key}.tsv"
     params:
         args=command_of("preprocess"),
+    threads: threads_of("preprocess")
+    resources:
+        mem_mb=resource_of("preprocess", "mem_mb"),
+        runtime=resource_of("preprocess", "runtime"),
+        gpu=resource_of("preprocess", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -131,9 +170,11 @@ rule score:
         "benchmarks/score/{key}.tsv"
     params:
         args=command_of("score"),
-    threads: 2
+    threads: threads_of("score")
     resources:
-        gpu=1,
+        mem_mb=resource_of("score", "mem_mb"),
+        runtime=resource_of("score", "runtime"),
+        gpu=resource_of("score", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -151,9 +192,11 @@ rule train:
         "benchmarks/train/{key}.tsv"
     params:
         args=command_of("train"),
-    threads: 2
+    threads: threads_of("train")
     resources:
-        gpu=1,
+        mem_mb=resource_of("train", "mem_mb"),
+        runtime=resource_of("train", "runtime"),
+        gpu=resource_of("train", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -171,9 +214,11 @@ rule rerank:
         "benchmarks/rerank/{key}.tsv"
     params:
         args=command_of("rerank"),
-    threads: 2
+    threads: threads_of("rerank")
     resources:
-        gpu=1,
+        mem_mb=resource_of("rerank", "mem_mb"),
+        runtime=resource_of("rerank", "runtime"),
+        gpu=resource_of("rerank", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:
@@ -187,11 +232,15 @@ rule cluster:
         "results/store/cluster/{key}/manifest.json",
     log:
         "logs/cluster/{key}.log",
+    benchmark:
+        "benchmarks/cluster/{key}.tsv"
     params:
         args=command_of("cluster"),
-    threads: 2
+    threads: threads_of("cluster")
     resources:
-        gpu=1,
+        mem_mb=resource_of("cluster", "mem_mb"),
+        runtime=resource_of("cluster", "runtime"),
+        gpu=resource_of("cluster", "gpu"),
     conda:
         "../envs/irflow.yaml"
     shell:

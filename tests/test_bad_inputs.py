@@ -127,7 +127,8 @@ class Bad:
 
     @property
     def cmd(self) -> str:
-        return str(self.args[0])
+        """The command path as errors name it: ``index faiss``, ``train bi-encoder``, ``prepare``."""
+        return " ".join(str(a) for a in self.args[:2]) if self.args[0] in ("index", "train") else str(self.args[0])
 
 
 def _prepare(ctx: Ctx, dataset, kind: str = "docs", *extra) -> list:

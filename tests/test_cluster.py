@@ -206,7 +206,7 @@ def test_cli_bad_inputs_write_nothing(inputs, tiny_bert):
     r = _cluster(inputs, tiny_bert, "--k", 0, check=False)
     assert r.returncode == 2 and r.stdout == ""
     assert [line for line in r.stderr.splitlines() if line.strip()] == [
-        "irflow cluster: error: --k must be at least 1, got 0"]
+        "irflow cluster: error: --k: Input should be greater than or equal to 1, got 0"]
 
     wrong = cluster_dir / "0000000000000000"
     r = _cluster(inputs, tiny_bert, "--k", 4, "--out", wrong, check=False)

@@ -361,7 +361,7 @@ def test_altered_input_is_refused_by_the_cli_step_that_reads_it(tmp_path):
     prepared = Path(r.stdout.strip().splitlines()[-1])
     arrow = next(prepared.rglob("*.arrow"))
     _flip_byte(arrow)
-    r = run("index", "--bm25", prepared, "--store", store)
+    r = run("index", "bm25", "--texts", prepared, "--store", store)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"{arrow}: altered since it was published (sha256 differs from its manifest)" in r.stderr
     assert not (store / "index").exists() or not list((store / "index").rglob("manifest.json"))

@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..errors import IrflowError
 from ..params import Input, KeyContext, StepParams, WithPrecision
 
 #: optimisation settings that change how a run is carried out, not what it computes
@@ -97,6 +98,10 @@ class _Train(WithPrecision):
     stop_after: int | None = Field(None, ge=1, json_schema_extra={"key": False, "hidden": True},
                                    description="Exit after this step's checkpoint, as a kill would (resume tests).")
 
+    def check_inputs(self, given: set[str]) -> None:
+        if bool(self.model) == ("init" in given):
+            raise IrflowError("give exactly one of --model or --init")
+
     @property
     def optim(self):
         from .loop import OptimConfig
@@ -130,6 +135,11 @@ class CrossEncoderTrainParams(CrossEncoderStage, _Train):
     max_length: int = Field(256, ge=8, description="Tokens of a (query, document) pair.")
     validation_depth: int = Field(30, ge=1, description="Candidates re-ranked per validation query.")
 
+    def check_inputs(self, given: set[str]) -> None:
+        super().check_inputs(given)
+        if self.objective != "lce" and "teacher" not in given:
+            raise IrflowError(f"objective {self.objective} needs teacher scores (--teacher: a score artifact)")
+
     @property
     def group(self):
         from .crossencoder import GroupConfig
@@ -156,6 +166,16 @@ class _DenseTrain(DenseStage, _Train):
     query_max_length: int = Field(30, ge=2, description="Query tokens in training.")
     passage_max_length: int = Field(200, ge=2, description="Passage tokens in training.")
     validation_depth: int = Field(100, ge=1, description="First-stage candidates re-ranked per validation query.")
+
+    def check_inputs(self, given: set[str]) -> None:
+        super().check_inputs(given)
+        if self.objective in ("inbatch", "dual") and not getattr(self, "colbert", None):
+            raise IrflowError(f"objective {self.objective} needs a ColBERT teacher (--colbert)")
+        if self.sampler != "random" and "clusters" not in given:
+            raise IrflowError(f"sampler {self.sampler} needs query clusters (--clusters: an irflow cluster artifact)")
+        if (self.sampler == "tas-balanced" or self.objective in ("margin-mse", "dual")) and "teacher" not in given:
+            what = "sampler tas-balanced" if self.sampler == "tas-balanced" else f"objective {self.objective}"
+            raise IrflowError(f"{what} needs teacher scores (--teacher: an irflow score artifact)")
 
     @property
     def dense(self):

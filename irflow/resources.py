@@ -1,0 +1,185 @@
+"""What each job of the plan needs: threads, memory, run time and GPUs, estimated from data sizes.
+
+Snakemake schedules by these numbers (``--resources mem_mb=... gpu=...`` locally, sbatch requests
+on a cluster), so they come from the plan rather than the profile: a profile holds platform
+settings only. Sizes come from the prepared artifact when it exists (rows counted while
+streaming), else from ir_datasets' count hints (metadata, no download), the synthetic generator's
+sizes, or a file's size. Estimates are deliberately generous upper bounds for a GPU node; a job
+that needs more fails with an out-of-memory message naming the rule, and the numbers here are
+the one place to correct.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 1 << 20
+#: hidden size assumed for a model whose config cannot be read at plan time (BERT-base)
+DEFAULT_DIM = 768
+#: fallback row counts when nothing better is known
+DEFAULT_DOCS, DEFAULT_QUERIES = 100_000, 1_000
+
+
+@dataclass(frozen=True)
+class Resources:
+    threads: int
+    mem_mb: int
+    runtime: int  # minutes
+    gpu: int
+
+
+def estimate(plan, node) -> Resources:
+    """The resources of one node of ``plan`` (an :class:`irflow.plan.Plan`)."""
+    fn = _ESTIMATES.get(node.step)
+    threads, mem_mb, minutes = fn(plan, node)
+    return Resources(threads, int(math.ceil(mem_mb)), int(math.ceil(minutes)), int(node.gpu))
+
+
+# ------------------------------------------------------------------------------------ sizes
+
+
+def rows(plan, prepare_node) -> int:
+    """Rows of a prepare node: the artifact's count if it exists, else a hint for its dataset."""
+    m = Path(plan.path(prepare_node)) / "manifest.json"
+    if m.is_file():
+        try:
+            return int(json.loads(m.read_text())["stats"]["rows"])
+        except (ValueError, KeyError, OSError):
+            pass
+    p = prepare_node.params
+    n = count_hint(p.dataset, p.kind)
+    if p.split == "test" and isinstance(p.test_size, float):
+        n = int(n * p.test_size) + 1
+    return n
+
+
+@functools.lru_cache(maxsize=None)
+def count_hint(spec: str, kind: str) -> int:
+    """Documents or queries of a dataset spec, without reading the dataset."""
+    default = DEFAULT_DOCS if kind == "docs" else DEFAULT_QUERIES
+    if spec.startswith("irds:"):
+        try:
+            import ir_datasets
+
+            ds = ir_datasets.load(spec[5:])
+            n = ds.docs_count() if kind == "docs" else ds.queries_count()
+            return int(n) if n else default
+        except Exception:  # an unknown id fails in prepare with a clear message, not while scheduling
+            return default
+    if spec.startswith("synthetic:"):
+        from .data import synthetic
+
+        sizes = getattr(synthetic, "SIZES", {}).get(spec[10:])
+        return int(sizes[kind]) if sizes and kind in sizes else default
+    path = Path(spec.removeprefix("file:"))
+    if path.is_file():
+        return max(1, path.stat().st_size // (300 if kind == "docs" else 60))
+    return default
+
+
+def _input(node, name: str):
+    return node.inputs.get(name)
+
+
+def _docs(plan, node) -> int:
+    """Corpus rows behind an index/encode/search node (through its inputs)."""
+    while node.step != "prepare":
+        nxt = next((i for n, i in node.inputs.items() if n in ("prepared", "texts", "index", "shard0", "docs")), None)
+        if nxt is None:
+            return DEFAULT_DOCS
+        node = nxt
+    return rows(plan, node)
+
+
+def _dim(model: str | None) -> int:
+    if model:
+        cfg = Path(model) / "config.json"
+        if not cfg.is_file():
+            cfg = Path(model) / "model" / "config.json"
+        try:
+            return int(json.loads(cfg.read_text()).get("hidden_size", DEFAULT_DIM))
+        except (OSError, ValueError):
+            pass
+        if "MiniLM-L6" in model or "MiniLM-L12" in model:
+            return 384
+    return DEFAULT_DIM
+
+
+def _training_queries(plan, node) -> int:
+    """Queries of the training examples a node reads (preprocess -> its queries)."""
+    ex = _input(node, "examples")
+    q = _input(ex, "queries") if ex is not None else None
+    return rows(plan, q) if q is not None else DEFAULT_QUERIES
+
+
+# -------------------------------------------------------------------------------- per step
+
+
+def _prepare(plan, node):
+    n = rows(plan, node)
+    tokenised = node.params.tokenizer is not None
+    return 1, 1024 + (512 if tokenised else 0), 5 + n / (2_000 if tokenised else 20_000) / 60
+
+
+def _encode(plan, node):
+    p = node.params
+    n = _docs(plan, node) / p.num_shards
+    # vectors are written as they come; memory is the model, one batch and the shard's ids
+    return 4, 4096 + n * 64 / MB, 10 + n / 200 / 60
+
+
+def _index(plan, node):
+    n = _docs(plan, node)
+    if node.params.key_params().get("type") == "bm25":
+        return 4, 2048 + n * 3 * 1024 / MB, 10 + n / 5_000 / 60
+    dim = _dim(getattr(_input(node, "shard0").params, "model", None)) if _input(node, "shard0") else DEFAULT_DIM
+    return 4, 2048 + n * dim * 4 * 1.25 / MB, 10 + n / 100_000
+
+
+def _search(plan, node):
+    n, q = _docs(plan, _input(node, "index")), rows(plan, _input(node, "queries"))
+    index = _input(node, "index")
+    if index.params.key_params().get("type") == "bm25":
+        return 4, 2048 + n * 1024 / MB, 5 + q / 50 / 60
+    shard = _input(index, "shard0")
+    dim = _dim(getattr(shard.params, "model", None)) if shard else DEFAULT_DIM
+    return 4, 4096 + n * dim * 4 / MB + q * dim * 4 / MB, 10 + q * n / 5e9
+
+
+def _light(plan, node):
+    return 1, 2048, 10
+
+
+def _preprocess(plan, node):
+    q = rows(plan, _input(node, "queries"))
+    return 1, 2048 + q * node.params.depth * 200 / MB, 10 + q / 5_000
+
+
+def _cluster(plan, node):
+    q = _training_queries(plan, node)
+    return 4, 4096 + q * DEFAULT_DIM * 4 / MB, 10 + q / 500 / 60
+
+
+def _score(plan, node):
+    pairs = _training_queries(plan, node) * node.params.depth * len(node.params.model)
+    return 4, 4096, 10 + pairs / 200 / 60
+
+
+def _train(plan, node):
+    p = node.params
+    per_step = getattr(p, "batch_size", None) or p.batch_queries * p.group_size
+    return 4, 16_384, 30 + p.max_steps * p.grad_accum * per_step / 100 / 60
+
+
+def _rerank(plan, node):
+    q = rows(plan, _input(node, "queries"))
+    return 4, 4096, 10 + q * node.params.depth / 100 / 60
+
+
+_ESTIMATES = {"prepare": _prepare, "encode": _encode, "index": _index, "search": _search, "fuse": _light,
+              "evaluate": _light, "preprocess": _preprocess, "cluster": _cluster, "score": _score,
+              "train": _train, "rerank": _rerank}
