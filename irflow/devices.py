@@ -321,6 +321,25 @@ def _try_lock(dfd: int, name: str, path: Path) -> int | None:
     return fd
 
 
+def _cuda_usable() -> bool:
+    """Whether torch in this process can use the device(s) ``CUDA_VISIBLE_DEVICES`` now names.
+
+    Asked only once the variable is final (scheduler-given, or narrowed to the lease), so
+    initialising CUDA here cannot expose other devices. ``IRFLOW_GPU_COUNT`` declares the devices
+    (tests simulate GPUs with it): then nothing is probed.
+    """
+    if _count_override() is not None:
+        return True
+    try:
+        import torch
+    except ImportError:
+        return False
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken driver is no usable GPU
+        return False
+
+
 def _warn_if_cuda_initialised() -> None:
     torch = sys.modules.get("torch")
     try:
@@ -358,8 +377,10 @@ def lease_device(
       Leasing locks the first free ``gpu<i>.lock`` in ``lock_dir`` (default
       ``$IRFLOW_GPU_LOCK_DIR``, else ``/tmp/irflow-gpu-locks-<uid>``), sets
       ``CUDA_VISIBLE_DEVICES`` to that one device and returns ``cuda:0``; while all are held it
-      retries every ``poll`` seconds for up to ``timeout`` seconds, then raises. ``"cuda"`` raises
-      where ``"auto"`` would fall back to the CPU.
+      retries every ``poll`` seconds for up to ``timeout`` seconds, then raises. Once
+      ``CUDA_VISIBLE_DEVICES`` is final, torch is asked whether it can use CUDA at all (a CPU-only
+      build on a GPU node, fake scheduler GPUs): if not, the CPU, with a warning. ``"cuda"``
+      raises where ``"auto"`` would fall back to the CPU.
 
     Call this before anything initialises CUDA. A second call in a process that already holds a
     lease returns that lease.
@@ -386,17 +407,29 @@ def lease_device(
         log.info("running on the CPU: %s", why)
         return Lease("cpu", None, source)
 
+    def unusable(cpu: Lease) -> Lease:
+        why = (f"{ENV_VISIBLE}={os.environ.get(ENV_VISIBLE)} but torch cannot use CUDA here "
+               "(a CPU-only torch build, or no driver)")
+        if req == "cuda":
+            raise IrflowError(f"--device cuda requested but no GPU is usable: {why}")
+        log.warning("running on the CPU: %s", why)
+        return cpu
+
     visible = os.environ.get(ENV_VISIBLE)
     if _in_slurm_gpu_job():
         if visible is None:
             # SLURM without gres device files: the job's devices are whatever the node exposes
             log.info("using the scheduler's assignment: SLURM job %s, %s unset",
                      os.environ.get("SLURM_JOB_ID"), ENV_VISIBLE)
+            if not _cuda_usable():
+                return unusable(Lease("cpu", None, "scheduler"))
             return Lease("cuda:0", None, "scheduler")
         if not _names_a_device(visible):
             return no_gpu(f"{ENV_VISIBLE}={visible!r} set by the scheduler", "scheduler")
         log.info("using the scheduler's assignment: %s=%s (SLURM job %s)",
                  ENV_VISIBLE, visible, os.environ.get("SLURM_JOB_ID"))
+        if not _cuda_usable():
+            return unusable(Lease("cpu", None, "scheduler", visible=visible))
         return Lease("cuda:0", None, "scheduler", visible=visible)
 
     if visible is not None:
@@ -444,6 +477,9 @@ def lease_device(
                 _CURRENT = lease
                 log.info("leased GPU %s of %d (%s=%s, lock %s)", entry, len(pool), ENV_VISIBLE,
                          entry, path)
+                if not _cuda_usable():
+                    lease.release()
+                    return unusable(Lease("cpu", None, "cpu"))
                 return lease
             remaining = deadline - time.monotonic()
             if remaining <= 0:

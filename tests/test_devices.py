@@ -59,12 +59,11 @@ def jobs(tmp_path):
     procs: list[subprocess.Popen] = []
     lock_dir = tmp_path / "locks"
 
-    def start(n_gpus: int | None, *, requested: str = "auto", timeout: float = 10.0, env_extra=None):
+    def start(n_gpus: int, *, requested: str = "auto", timeout: float = 10.0, env_extra=None):
         env = {k: v for k, v in os.environ.items()
                if k != "CUDA_VISIBLE_DEVICES" and not k.startswith("SLURM_")}
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        if n_gpus is not None:
-            env["IRFLOW_GPU_COUNT"] = str(n_gpus)
+        env["IRFLOW_GPU_COUNT"] = str(n_gpus)
         env["IRFLOW_GPU_LOCK_DIR"] = str(lock_dir)
         env.update(env_extra or {})
         p = subprocess.Popen(
@@ -174,6 +173,36 @@ def test_slurm_assignment_is_used_as_given(tmp_path, monkeypatch, caplog, reques
     assert os.environ["CUDA_VISIBLE_DEVICES"] == visible
 
 
+def test_scheduler_gpu_that_torch_cannot_use_means_cpu(tmp_path, monkeypatch, caplog):
+    """Fake scheduler GPUs, or a CPU-only torch on a GPU node: the CPU, saying why."""
+    for k, v in SLURM_GPU_JOB.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.setattr(devices, "_cuda_usable", lambda: False)
+    with caplog.at_level("INFO", logger="irflow.devices"):
+        assert lease_device("auto") == Lease("cpu", None, "scheduler")
+    assert "scheduler's assignment: CUDA_VISIBLE_DEVICES=1 (SLURM job 4242)" in caplog.text
+    assert "torch cannot use CUDA here" in caplog.text
+    with pytest.raises(IrflowError, match="--device cuda requested but no GPU is usable"):
+        lease_device("cuda")
+    # leased, then found unusable: the lock is given back and the pool restored
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert lease_device("auto", lock_dir=tmp_path / "locks") == Lease("cpu", None, "cpu")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" and devices._HELD_FDS == {}
+    monkeypatch.setattr(devices, "_cuda_usable", lambda: True)
+    assert lease_device("auto", lock_dir=tmp_path / "locks").gpu_index == 0  # lock 0 was freed
+
+
+def test_cuda_usable_probes_torch_unless_declared(monkeypatch):
+    pytest.importorskip("torch")
+    import torch
+
+    assert devices._cuda_usable() is torch.cuda.is_available()
+    monkeypatch.setenv("IRFLOW_GPU_COUNT", "2")
+    assert devices._cuda_usable() is True
+
+
 @pytest.mark.parametrize("visible", ["", "-1", " "])
 def test_slurm_hiding_all_gpus_means_cpu(tmp_path, monkeypatch, visible):
     monkeypatch.setenv("IRFLOW_GPU_COUNT", "4")
@@ -209,6 +238,7 @@ def test_slurm_job_without_gpus_runs_on_cpu(tmp_path, monkeypatch):
         lease_device("cuda", lock_dir=tmp_path / "locks")
     assert not (tmp_path / "locks").exists()
     # a pool the job script set itself is leased from
+    monkeypatch.setenv("IRFLOW_GPU_COUNT", "4")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     lease = lease_device("auto", lock_dir=tmp_path / "locks")
     assert (lease.source, lease.gpu_index, os.environ["CUDA_VISIBLE_DEVICES"]) == ("lease", 2, "2")
@@ -232,6 +262,7 @@ def test_visible_entries_as_cuda_reads_them(visible, expected):
 
 def test_shell_pool_is_leased_from_not_taken_whole(tmp_path, monkeypatch):
     """CUDA_VISIBLE_DEVICES=5,7 in an interactive shell: lease one of them, narrow, restore."""
+    monkeypatch.setenv("IRFLOW_GPU_COUNT", "8")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     lock_dir = tmp_path / "locks"
     lease = lease_device("auto", lock_dir=lock_dir)
@@ -244,6 +275,7 @@ def test_shell_pool_is_leased_from_not_taken_whole(tmp_path, monkeypatch):
 
 
 def test_shell_pool_of_uuids(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRFLOW_GPU_COUNT", "2")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa,GPU-bbbb")
     lease = lease_device("cuda", lock_dir=tmp_path / "locks")
     assert (lease.device, lease.gpu_index, lease.source) == ("cuda:0", None, "lease")
@@ -427,18 +459,18 @@ def test_scheduler_assigned_job_ignores_busy_locks(jobs):
 def test_concurrent_jobs_lease_from_a_shell_pool(jobs):
     """CUDA_VISIBLE_DEVICES=0,1,2,3 in the shell: four jobs get four devices, a fifth waits."""
     pool = {"CUDA_VISIBLE_DEVICES": "3,1,0,2"}
-    holders = [jobs(None, env_extra=pool) for _ in range(4)]
+    holders = [jobs(8, env_extra=pool) for _ in range(4)]
     reports = [_report(p) for p in holders]
     assert sorted(r[0] for r in reports) == ["0", "1", "2", "3"]
     for visible, device, index, source in reports:
         assert (device, index, source) == ("cuda:0", visible, "lease")
-    extra = jobs(None, timeout=0.3, env_extra=pool)
+    extra = jobs(8, timeout=0.3, env_extra=pool)
     assert extra.wait(timeout=20) == 2
     assert "no free GPU: all 4 GPU lock(s) gpu3.lock..gpu2.lock" in extra.stderr.read()
     # an overlapping pool shares the lock files: device 1 is free once its holder ends
     freed = next(h for h, r in zip(holders, reports) if r[0] == "1")
     _stop(freed)
-    later = jobs(None, timeout=5, env_extra={"CUDA_VISIBLE_DEVICES": "1,5"})
+    later = jobs(8, timeout=5, env_extra={"CUDA_VISIBLE_DEVICES": "1,5"})
     assert _report(later) == ["1", "cuda:0", "1", "lease"]
 
 
