@@ -502,7 +502,8 @@ def test_lock_dir_owned_by_another_user_is_refused(tmp_path, monkeypatch):
     else:  # otherwise the folder is ours and we pretend to be someone else
         other = os.geteuid()
         monkeypatch.setattr(devices.os, "geteuid", lambda: other + 1)
-    with pytest.raises(IrflowError, match=f"unsafe GPU lock directory: it is owned by uid {other}, not by you"):
+    msg = f"unsafe GPU lock directory: it is owned by uid {other}, not by you"
+    with pytest.raises(IrflowError, match=msg):
         lease_device("auto", lock_dir=ldir)
     assert list(ldir.iterdir()) == []
     assert "CUDA_VISIBLE_DEVICES" not in os.environ

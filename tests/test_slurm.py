@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -151,7 +149,8 @@ def test_profile_runs_the_experiment_on_slurm(slurm, env, tmp_path, tiny_bert):
     t.join(timeout=420)
     if r.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-1500:]}" for p in sorted(logdir.rglob("*.log")))
-        pytest.fail(f"snakemake --profile profiles/slurm failed ({r.returncode}):\n{r.stderr[-5000:]}\n{logs}")
+        pytest.fail(f"snakemake --profile profiles/slurm failed ({r.returncode}):\n"
+                    f"{r.stderr[-5000:]}\n{logs}")
     assert local_result and local_result[0].returncode == 0, local_result and local_result[0].stderr[-3000:]
 
     # every job but the local ones went through sbatch, and the controller saw each complete
