@@ -273,13 +273,12 @@ def preprocess(r: Run):
     from .search import RUN
 
     p = r.params
-    if "run" in r.paths and p.run_file:
-        raise IrflowError("give --run or --run-file, not both")
 
     def work():
         r.art.seed = p.split_seed
         return run(p, Path(r.paths["queries"]), Path(r.paths["run"]) / RUN if "run" in r.paths else
-                   (Path(p.run_file) if p.run_file else None), r.art.tmp)
+                   (Path(p.run_file) if p.run_file else None), r.art.tmp, docs_dir=_input(r, "docs"),
+                   negatives=p.negatives)
 
     r.build(work)
 

@@ -38,6 +38,8 @@ class PreprocessParams(StepParams):
               "applied here).", kind="queries"),
         Input("run", "--run", ("search", "fuse", "rerank"), "First-stage run artifact whose top --depth gives "
               "candidate negatives.", required=False),
+        Input("docs", "--docs", "prepare", "The prepared corpus: judged documents that are not in it are dropped "
+              "with a counted warning (needed for --negatives judged|both).", required=False, kind="docs"),
     )
 
     qrels: str = Field(description="irds:<id>, synthetic:<name>, or a TREC qrels file.")
@@ -60,6 +62,12 @@ class PreprocessParams(StepParams):
         if (self.rankgpt_candidates is None) != (self.rankgpt_permutations is None):
             raise ValueError("RankGPT needs both --rankgpt-candidates and --rankgpt-permutations")
         return self
+
+    def check_inputs(self, given: set[str]) -> None:
+        if self.negatives != "first-stage" and "docs" not in given:
+            raise IrflowError(f"--negatives {self.negatives} needs the corpus (--docs: a prepare artifact)")
+        if "run" in given and self.run_file:
+            raise IrflowError("give --run or --run-file, not both")
 
     @property
     def rankgpt(self) -> tuple[str, str] | None:
