@@ -361,16 +361,22 @@ def train_colbert(r: Run):
 @step_command(cli, ScoreParams, device=True)
 def score(r: Run):
     """Score training candidate pairs with a teacher (or a mean ensemble) into teacher.parquet."""
+    import shutil
+
     from .score import score_teacher
+
+    partial = r.art.path.parent / f".partial-{r.art.key}-{r.params.chunk}"  # finished chunks outlive a kill
 
     def work():
         r.lease()
         p = r.params
         return score_teacher(list(p.model), Path(r.paths["examples"]), Path(r.paths["queries"]),
                              Path(r.paths["docs"]), r.art.tmp, depth=p.depth, device=r.device,
-                             autocast_dtype=r.dtype, max_length=p.max_length)
+                             autocast_dtype=r.dtype, max_length=p.max_length, partial=partial,
+                             chunk=p.chunk, stop_after=p.stop_after)
 
     r.build(work)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 @step_command(cli, RerankParams, device=True)

@@ -38,35 +38,111 @@ class ScoreParams(WithPrecision):
                              "bi-encoder:<model>; repeat for a mean ensemble.")
     depth: int = Field(100, ge=1, description="Candidates scored per query.")
     max_length: int = Field(256, ge=8, description="Tokens of a (query, document) pair.")
+    chunk: int = Field(20_000, ge=1, json_schema_extra={"key": False},
+                       description="Pairs scored per chunk; finished chunks survive a kill (not part of the key).")
+    stop_after: int | None = Field(None, ge=1, json_schema_extra={"key": False, "hidden": True},
+                                   description="Exit after this many scored chunks, as a kill would (resume tests).")
+
+
+def iter_pairs(examples_dir: Path, depth: int):
+    """(qid, doc id) of every candidate a teacher scores: per example, its positives and the first
+    ``depth`` negatives, each document once, in a fixed order. Streams the examples file."""
+    import pyarrow.parquet as pq
+
+    from .preprocess import EXAMPLES
+
+    f = pq.ParquetFile(Path(examples_dir) / EXAMPLES)
+    for batch in f.iter_batches(columns=["qid", "positives", "negatives"], batch_size=1024):
+        qids, pos, neg = (batch.column(i).to_pylist() for i in range(3))
+        for q, p, n in zip(qids, pos, neg):
+            for d in sorted(set(p) | set(n[:depth])):
+                yield q, d
+
+
+def _chunks(pairs, size: int):
+    chunk = []
+    for pair in pairs:
+        chunk.append(pair)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def score_teacher(models: list[str], examples_dir: Path, queries_dir: Path, docs_dir: Path, out: Path, *,
-                  depth: int, device: str, autocast_dtype, max_length: int = 256) -> dict:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+                  depth: int, device: str, autocast_dtype, max_length: int = 256, partial: Path | None = None,
+                  chunk: int = 20_000, stop_after: int | None = None, progress: bool = True) -> dict:
+    """Score every candidate pair with each teacher in turn into ``out/teacher.parquet`` (their mean).
 
-    from .models.crossencoder import CrossEncoder, score_pairs
-    from .preprocess import EXAMPLES
+    Pairs stream from the examples in chunks; each finished chunk of each teacher is kept in
+    ``partial`` (beside the artifact, outside the discarded temporary directory), so a killed job
+    resumes after its last finished chunk and memory does not grow with the number of pairs.
+    ``stop_after`` exits after that many newly scored chunks, as a kill would (resume tests).
+    """
+    import os
+    import sys
+    import tempfile
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
     from .prepare import load_texts
 
-    rows = pq.read_table(Path(examples_dir) / EXAMPLES).to_pylist()
+    partial = Path(partial) if partial is not None else Path(tempfile.mkdtemp(dir=out))
+    partial.mkdir(parents=True, exist_ok=True)
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
+    del qids, qtexts
     docs = DocTexts(docs_dir)
-    pairs = sorted({(r["qid"], d) for r in rows for d in r["positives"] + r["negatives"][:depth]})
-    total = [0.0] * len(pairs)
-    for m in models:  # a mean ensemble: each teacher in turn, so only one is in memory
-        if m.startswith(BI_ENCODER):
-            s = _bi_encoder_scores(m[len(BI_ENCODER):], pairs, queries, docs, max_length, device, autocast_dtype)
-        else:
-            ce = CrossEncoder(model_path(m), max_length=max_length).to(device)
-            s = score_pairs(ce, [queries[q] for q, _ in pairs], [docs[d] for _, d in pairs], device=device,
-                            autocast_dtype=autocast_dtype)
-            del ce
-        total = [a + b for a, b in zip(total, s)]
-    pq.write_table(pa.table({"qid": [q for q, _ in pairs], "doc_id": [d for _, d in pairs],
-                             "score": [t / len(models) for t in total]}), out / TEACHER)
-    return {"pairs": len(pairs), "teachers": len(models)}
+    n_pairs = sum(1 for _ in iter_pairs(examples_dir, depth))
+    done_new = 0
+    for mi, m in enumerate(models):  # a mean ensemble: each teacher in turn, so only one is in memory
+        score = None
+        bar = tqdm(total=n_pairs, unit="pair", file=sys.stderr, disable=not progress, mininterval=5.0,
+                   desc=f"teacher {mi + 1}/{len(models)}")
+        for ci, pairs in enumerate(_chunks(iter_pairs(examples_dir, depth), chunk)):
+            f = partial / f"m{mi}-c{ci:06d}.arrow"
+            if f.is_file():
+                bar.update(len(pairs))
+                continue
+            if score is None:
+                score = _scorer(m, max_length, device, autocast_dtype)
+            s = np.asarray(score(pairs, queries, docs), dtype=np.float64)
+            tmp = f.with_name(f".{f.name}.{os.getpid()}")
+            feather.write_feather(pa.table({"score": s}), tmp)
+            os.replace(tmp, f)
+            bar.update(len(pairs))
+            done_new += 1
+            if stop_after is not None and done_new >= stop_after:
+                bar.close()
+                raise SystemExit(f"stopped after {done_new} chunks (--stop-after)")
+        bar.close()
+        del score
+    schema = pa.schema([("qid", pa.string()), ("doc_id", pa.string()), ("score", pa.float64())])
+    with pq.ParquetWriter(out / TEACHER, schema) as w:
+        for ci, pairs in enumerate(_chunks(iter_pairs(examples_dir, depth), chunk)):
+            total = sum(feather.read_table(partial / f"m{mi}-c{ci:06d}.arrow").column("score").to_numpy()
+                        for mi in range(len(models)))
+            w.write_table(pa.table({"qid": [q for q, _ in pairs], "doc_id": [d for _, d in pairs],
+                                    "score": total / len(models)}, schema=schema))
+    return {"pairs": n_pairs, "teachers": len(models), "chunk": chunk}
+
+
+def _scorer(model: str, max_length: int, device: str, autocast_dtype):
+    """A function scoring a list of (qid, doc id) pairs with one teacher (loaded once)."""
+    if model.startswith(BI_ENCODER):
+        name = model[len(BI_ENCODER):]
+        return lambda pairs, queries, docs: _bi_encoder_scores(name, pairs, queries, docs, max_length, device,
+                                                               autocast_dtype)
+    from .models.crossencoder import CrossEncoder, score_pairs
+
+    ce = CrossEncoder(model_path(model), max_length=max_length).to(device)
+    return lambda pairs, queries, docs: score_pairs(ce, [queries[q] for q, _ in pairs], [docs[d] for _, d in pairs],
+                                                    device=device, autocast_dtype=autocast_dtype)
 
 
 def _bi_encoder_scores(model: str, pairs, queries, docs, max_length: int, device: str, autocast_dtype) -> list[float]:
