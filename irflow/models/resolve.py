@@ -200,9 +200,14 @@ def file_digests(files: list[Path]) -> list[str]:
 
 
 def dir_digest(path: Path) -> str:
-    """SHA-256 over the relative names and content digests of every file under ``path``."""
+    """SHA-256 over the relative names and content digests of every file under ``path``.
+
+    ``.cache/`` is left out: huggingface_hub keeps download metadata there (``local_dir`` downloads),
+    which changes on every re-download of identical files.
+    """
     path = Path(path)
-    files = sorted((x for x in path.rglob("*") if x.is_file()), key=lambda x: x.relative_to(path).as_posix())
+    files = sorted((x for x in path.rglob("*") if x.is_file() and x.relative_to(path).parts[0] != ".cache"),
+                   key=lambda x: x.relative_to(path).as_posix())
     h = hashlib.sha256()
     for f, d in zip(files, file_digests(files)):
         h.update(f.relative_to(path).as_posix().encode() + b"\0" + d.encode() + b"\n")
