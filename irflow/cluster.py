@@ -162,32 +162,30 @@ class _Rows:
 def _query_tokens(p: ClusterParams, queries_dir: Path, rows: np.ndarray) -> tuple[object, np.ndarray, str]:
     """Token ids of the selected query rows: (sequences, lengths, where they came from).
 
-    The prepared ``tokens.arrow`` is used when it was made by this model's tokenizer at this very
-    ``max_length`` (then the ids are identical to tokenising now); otherwise the texts are
-    tokenised as ``irflow search`` tokenises queries. Either way the vectors are the same, so the
-    source is not part of the key.
+    The prepared ``tokens.arrow`` is used when ``tokens.json`` says it was made by this model's
+    tokenizer (same digest) at this very ``max_length`` (then the ids are identical to tokenising
+    now); otherwise the texts are tokenised as ``irflow search`` tokenises queries. Either way the
+    vectors are the same, so the source is not part of the key.
     """
     from .data import arrow
     from .encode import _RowViews
-    from .models.resolve import identity
-    from .store import read_manifest
+    from .models.resolve import TOKENS_RECORD, load_tokenizer, read_tokens_record, tokenizer_digest
+    from .prepare import load_texts
 
-    prep = read_manifest(queries_dir).get("params", {})
+    from .rerank import model_path
+
+    tokenizer = load_tokenizer(model_path(p.model))
     tokens_path = Path(queries_dir) / arrow.TOKENS
-    if (tokens_path.is_file() and prep.get("tokenizer") == identity(p.model)
-            and prep.get("max_length") == p.max_length):
+    rec = read_tokens_record(queries_dir) if (Path(queries_dir) / TOKENS_RECORD).is_file() else {}
+    if (tokens_path.is_file() and rec.get("sha256") == tokenizer_digest(tokenizer)
+            and rec.get("max_length") == p.max_length):
         tok = arrow.open_table(tokens_path).column("input_ids").combine_chunks()
         offsets = tok.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
         views = _RowViews(tok.values.to_numpy(zero_copy_only=False), offsets)
         return _Rows(views, rows), np.diff(offsets)[rows], "prepared"
-    from .models.resolve import load_tokenizer
-    from .prepare import load_texts
-
     _, texts = load_texts(queries_dir)
-    from .rerank import model_path
-
-    ids = load_tokenizer(model_path(p.model))([texts[i] for i in rows], add_special_tokens=True, truncation=True,
-                                  max_length=p.max_length)["input_ids"]
+    ids = tokenizer([texts[i] for i in rows], add_special_tokens=True, truncation=True,
+                    max_length=p.max_length)["input_ids"]
     return ids, np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids)), "tokenizer"
 
 

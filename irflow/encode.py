@@ -2,12 +2,18 @@
 
 A corpus is encoded as N independent shard jobs (one device each, restartable one by one) that
 ``irflow index`` merges. Token ids are read straight from the memory-mapped Arrow offsets and
-vectors are written into a memory-mapped ``emb.npy``, so memory does not grow with the corpus.
+vectors are written to ``emb.npy`` chunk by chunk, so memory does not grow with the corpus. The
+tokens must come from the model's own tokenizer (checked against ``tokens.json``), and
+``encoder.json`` records the model at its commit with its identity and tokenizer digest, which
+``irflow search`` checks before it encodes queries.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -86,27 +92,58 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     max_tokens = max_tokens or default_max_tokens(device)
     max_batch = max_batch or DEFAULT_MAX_BATCH
 
+    from .models.resolve import check_tokenizer, identity, load_tokenizer, pretrained, tokenizer_digest
     from .rerank import model_path
 
     model = model_path(p.model)  # a train artifact stands for the model it holds
-    enc = Encoder(EncoderSpec(model, p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
+    tokenizer = load_tokenizer(model)
+    check_tokenizer(prepared, model, tokenizer)  # before any work: ids from another vocabulary mean nothing
+    path, kw = pretrained(model)
+    pinned = f"{path}@{kw['revision']}" if kw else path  # search loads exactly what was encoded with
+    enc = Encoder(EncoderSpec(pinned, p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
     dim = enc.model.config.hidden_size
-    emb = np.lib.format.open_memmap(out / "emb.npy", mode="w+", dtype=np.float16, shape=(len(lengths), dim))
-    n_batches = sum(1 for _ in length_batches(lengths, max_tokens, max_batch))
     bar = tqdm(total=len(lengths), unit="psg", file=sys.stderr, disable=not progress, mininterval=2.0)
-    # zero-copy views into the memory-mapped token column, one per row
-    seqs = _RowViews(values, offsets)
-    enc.encode_ids(seqs, max_tokens=max_tokens, max_batch=max_batch, out=emb, progress=bar.update, lengths=lengths)
+    n_batches = 0
+    # Ordinary buffered writes, chunk by chunk in row order: a full disk is an OSError (ENOSPC) that the
+    # store reports, where a write through a memory map would kill the process with SIGBUS.
+    chunk = max(CHUNK_ROWS, max_batch)
+    buf = np.empty((min(chunk, len(lengths)), dim), dtype=np.float16)
+    with open(out / "emb.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
+                                                 "fortran_order": False, "shape": (len(lengths), dim)})
+        for s in range(0, len(lengths), chunk):
+            e = min(s + chunk, len(lengths))
+            view = buf[: e - s]
+            # zero-copy views into the memory-mapped token column, one per row
+            seqs = _RowViews(values, offsets[s : e + 1])
+            n_batches += sum(1 for _ in length_batches(lengths[s:e], max_tokens, max_batch))
+            enc.encode_ids(seqs, max_tokens=max_tokens, max_batch=max_batch, out=view, progress=bar.update,
+                           lengths=lengths[s:e])
+            f.write(memoryview(view).cast("B"))
+        f.flush()
+        _fsync(f)
     bar.close()
-    emb.flush()
-    del emb
     pq.write_table(pa.table({"id": ids_col.slice(start, stop - start)}), out / "ids.parquet")
-    (out / "encoder.json").write_text(
-        __import__("json").dumps({"model": model, "pooling": p.pooling, "normalize": p.normalize}) + "\n"
-    )
+    encoder = {"model": pinned, "pooling": p.pooling, "normalize": p.normalize,
+               "model_identity": identity(pinned), "tokenizer_sha256": tokenizer_digest(tokenizer)}
+    (out / "encoder.json").write_text(json.dumps(encoder, sort_keys=True) + "\n")
     return {"rows": int(len(lengths)), "dim": int(dim), "range": [int(start), int(stop)],
             "tokens": int(lengths.sum()), "batches": n_batches,
             "weights": str(enc.weight_dtype or "torch.float32").removeprefix("torch."), "mean_length": float(pc.mean(pa.array(lengths)).as_py() or 0)}
+
+
+#: Rows encoded (length-sorted within) and written per chunk: bounds memory whatever the corpus size
+#: (65536 x 768 float16 is 96 MiB) while sorting enough rows that batches carry little padding.
+CHUNK_ROWS = 1 << 16
+
+
+def _fsync(f) -> None:
+    """Make a delayed-allocation ENOSPC surface here (an OSError), not after publishing."""
+    try:
+        os.fsync(f.fileno())
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EROFS):  # devices and pipes cannot sync: nothing to report
+            raise
 
 
 class _RowViews:

@@ -2,7 +2,9 @@
 
 Texts go to ``texts.arrow`` (id, text); with a tokenizer, token ids go to ``tokens.arrow`` in the
 same row order, truncated to ``max_length``, so every later encode memory-maps them instead of
-tokenising again. Validation happens here, while streaming: duplicate ids, non-UTF-8 bytes,
+tokenising again. ``tokens.json`` records which tokenizer made them (a digest of its vocabulary and
+pipeline, see :func:`irflow.models.resolve.check_tokenizer`) and the max length: ids are only
+meaningful to a model with that very tokenizer, and every reader checks. Validation happens here, while streaming: duplicate ids, non-UTF-8 bytes,
 malformed lines and empty collections stop the step before anything is published.
 """
 
@@ -119,11 +121,20 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
             tokens.close()
     if n == 0:
         raise IrflowError(f"the collection has no {p.kind}", where=p.dataset)
+    stats: dict = {}
+    if tok is not None:
+        import json
+
+        from .models.resolve import TOKENS_RECORD, tokenizer_record
+
+        rec = tokenizer_record(tok, p.tokenizer, p.max_length)
+        (out / TOKENS_RECORD).write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+        stats["tokenizer"] = rec
     warnings = []
     if empty:
         warnings.append(f"{p.dataset}: {empty} {p.kind} with empty text")
         log.warning("%s", warnings[-1])
-    return {"rows": n, "empty_texts": empty, "warnings": warnings}
+    return {"rows": n, "empty_texts": empty, **stats, "warnings": warnings}
 
 
 def load_ids(prepared: Path) -> list[str]:

@@ -43,6 +43,26 @@ class SearchParams(WithPrecision):
                 "nprobe": self.nprobe}
 
 
+def check_index_model(index_dir: Path, spec: dict):
+    """The query tokenizer, after checking that the model is still the one the documents were encoded with.
+
+    ``encoder.json`` names the model (a hub id at its commit, or a directory) with its identity and
+    tokenizer digest; a directory whose weights or tokenizer changed since would encode queries into
+    another space than the index's, silently. Indexes from before these records only get the load.
+    """
+    from .models.resolve import identity, load_tokenizer, tokenizer_digest
+
+    tok = load_tokenizer(spec["model"])
+    want_tok, want_id = spec.get("tokenizer_sha256"), spec.get("model_identity")
+    if want_tok is not None and tokenizer_digest(tok) != want_tok:
+        raise IrflowError(f"the tokenizer of model {spec['model']!r} is not the one the index was encoded with "
+                          f"(sha256 {tokenizer_digest(tok)[:12]} vs {want_tok[:12]})", where=index_dir)
+    if want_id is not None and identity(spec["model"]) != want_id:
+        raise IrflowError(f"model {spec['model']!r} changed since the index was encoded "
+                          f"({identity(spec['model'])} vs {want_id}): encode again", where=index_dir)
+    return tok
+
+
 def search(p: SearchParams, index_dir: Path, queries_dir: Path, out: Path, *, device: str = "cpu",
            autocast_dtype=None, tag: str = "irflow") -> dict:
     import pyarrow.parquet as pq
@@ -58,12 +78,12 @@ def search(p: SearchParams, index_dir: Path, queries_dir: Path, out: Path, *, de
     elif info["type"] == "faiss":
         from .index import dense
         from .models.biencoder import Encoder, EncoderSpec
-        from .models.resolve import load_tokenizer
 
         spec = dense.encoder_of(index_dir)
+        tokenizer = check_index_model(index_dir, spec)
         enc = Encoder(EncoderSpec(spec["model"], spec["pooling"], spec["normalize"]), device=device,
                       autocast_dtype=autocast_dtype)
-        qvecs = enc.encode_texts(qtexts, load_tokenizer(spec["model"]), p.query_max_length)
+        qvecs = enc.encode_texts(qtexts, tokenizer, p.query_max_length)
         scores, rows = dense.search(index_dir, qvecs, p.k, p.nprobe)
     else:
         raise IrflowError(f"unknown index type {info['type']!r}", where=index_dir)

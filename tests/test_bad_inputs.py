@@ -255,7 +255,7 @@ def unrecognised_dataset_spec(ctx):
 def tokenizer_not_available_offline(ctx):
     f = ctx.file("docs.tsv", "d1\ta\n")
     return Bad(_prepare(ctx, f, "docs", "--tokenizer", "no-such-org/no-such-model", "--max-length", "16"),
-               "prepare", ["'no-such-org/no-such-model'", "could not be downloaded"])
+               "prepare", ["no-such-org/no-such-model@<commit>", "cannot resolve the revision"])
 
 
 def qrels_malformed_line(ctx):

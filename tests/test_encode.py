@@ -92,3 +92,67 @@ def test_shard_out_of_range_is_an_error(tmp_path, env):
                 "--store", tmp_path / "store"], env, tmp_path, check=False)
     assert r.returncode == 2 and "--shard must be in [0, 3)" in r.stderr
     assert not (tmp_path / "store" / "encode").exists() or not list((tmp_path / "store" / "encode").rglob("*"))
+
+
+def test_tokens_from_another_tokenizer_are_refused_both_ways(tmp_path, env, tiny_bert):
+    """MiniLM ids into a 600-word model used to crash (IndexError); tiny ids into MiniLM gave meaningless
+    vectors. Either way: one line naming both tokenizers, exit 2, nothing published."""
+    minilm_tokens = _prepare(tmp_path, env)
+    r = irflow(["prepare", "--dataset", "synthetic:tiny", "--tokenizer", tiny_bert, "--max-length", 64,
+                "--store", tmp_path / "store"], env, tmp_path)
+    tiny_tokens = tmp_path / r.stdout.strip()
+    for prepared, model, made_by in ((minilm_tokens, tiny_bert, "all-MiniLM-L6-v2"),
+                                     (tiny_tokens, "all-MiniLM-L6-v2", str(tiny_bert))):
+        r = irflow(["encode", "--prepared", prepared, "--model", model, "--store", tmp_path / "store"],
+                   env, tmp_path, check=False)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert f"tokens were made by the tokenizer of {made_by!r}" in lines[0]
+        assert f"but model {str(model)!r} has another tokenizer" in lines[0]
+    assert not (tmp_path / "store" / "encode").exists() or not list((tmp_path / "store" / "encode").rglob("*.npy"))
+
+
+def test_full_disk_is_an_oserror_not_sigbus(tmp_path):
+    """emb.npy is written with ordinary writes: ENOSPC (here from /dev/full) raises, where a memory-mapped
+    write killed the process with SIGBUS."""
+    import errno
+
+    import pytest
+
+    from irflow.encode import EncodeParams, encode_shard
+    from irflow.prepare import PrepareParams, prepare
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    prepared, out = tmp_path / "prepared", tmp_path / "out"
+    prepared.mkdir()
+    out.mkdir()
+    prepare(PrepareParams("synthetic:tiny", "docs", "all-MiniLM-L6-v2", 32), prepared)
+    (out / "emb.npy").symlink_to("/dev/full")
+    with pytest.raises(OSError) as e:
+        encode_shard(EncodeParams("all-MiniLM-L6-v2", precision="fp32"), prepared, out, device="cpu",
+                     autocast_dtype=None, progress=False)
+    assert e.value.errno == errno.ENOSPC
+
+
+def test_emb_npy_chunks_reassemble_in_row_order(tmp_path, monkeypatch):
+    """Chunks smaller than the shard (length-sorted within each) land at their rows."""
+    import irflow.encode
+    from irflow.encode import EncodeParams, encode_shard
+    from irflow.models.biencoder import Encoder, EncoderSpec
+    from irflow.models.resolve import load_tokenizer
+    from irflow.prepare import PrepareParams, load_texts, prepare
+
+    prepared, out = tmp_path / "prepared", tmp_path / "out"
+    prepared.mkdir()
+    out.mkdir()
+    prepare(PrepareParams("synthetic:tiny", "docs", "all-MiniLM-L6-v2", 32), prepared)
+    monkeypatch.setattr(irflow.encode, "CHUNK_ROWS", 7)
+    stats = encode_shard(EncodeParams("all-MiniLM-L6-v2", precision="fp32"), prepared, out, device="cpu",
+                         autocast_dtype=None, max_batch=3, progress=False)
+    emb = np.load(out / "emb.npy")
+    _, texts = load_texts(prepared)
+    assert emb.shape == (len(texts), 384) and stats["rows"] == len(texts) > 7
+    enc = Encoder(EncoderSpec("all-MiniLM-L6-v2"), device="cpu")
+    ref = enc.encode_texts(texts, load_tokenizer("all-MiniLM-L6-v2"), 32)
+    assert (emb.astype(np.float32) * ref).sum(1).min() > 0.999

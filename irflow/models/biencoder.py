@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import IrflowError
-from .resolve import load_error, resolve
+from .resolve import load_error, pretrained
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ def load_model(model: str, device: str, dtype=None):
     from transformers import AutoModel
 
     try:
-        m = AutoModel.from_pretrained(resolve(model), trust_remote_code=False, attn_implementation="sdpa")
+        path, kw = pretrained(model)
+        m = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation="sdpa", **kw)
     except IrflowError:
         raise
     except Exception as e:

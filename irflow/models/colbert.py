@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import IrflowError
-from .resolve import load_error, resolve
+from .resolve import load_error, pretrained
 
 __all__ = ["COLBERT_CARD", "LINEAR", "ColBERT", "inbatch_scores", "score_pairs"]
 
@@ -130,7 +130,7 @@ class ColBERT(nn.Module):
     def from_pretrained(cls, model_or_dir: str | Path, dim: int | None = None) -> ColBERT:
         """A saved ColBERT directory (linear included), or a plain encoder with a fresh linear layer.
 
-        ``model_or_dir`` goes through :func:`irflow.models.resolve.resolve`: a hub id, a local
+        ``model_or_dir`` goes through :func:`irflow.models.resolve.pretrained`: a hub id (at its commit), a local
         directory, or ``all-MiniLM-L6-v2`` (the packaged copy, offline). A fresh linear layer has
         PyTorch's default initialisation (seed torch first for reproducibility). ``dim`` must match
         a saved model's, if given. The model comes back in eval mode (a teacher; call ``train()``
@@ -139,7 +139,7 @@ class ColBERT(nn.Module):
         from transformers import AutoModel, AutoTokenizer
 
         model = str(model_or_dir)
-        path = resolve(model)
+        path, kw = pretrained(model)
         saved = Path(path) / COLBERT_CARD
         card = json.loads(saved.read_text()) if saved.is_file() else None
         if card is not None:
@@ -148,8 +148,8 @@ class ColBERT(nn.Module):
                                   where=saved)
             dim = int(card["dim"])
         try:
-            backbone = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation="sdpa")
-            tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
+            backbone = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation="sdpa", **kw)
+            tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False, **kw)
         except IrflowError:
             raise
         except Exception as e:

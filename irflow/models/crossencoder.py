@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import IrflowError
-from .resolve import load_error, resolve
+from .resolve import load_error, pretrained
 
 CARD = "irflow_model.json"
 HEAD = "irflow_head.safetensors"
@@ -52,11 +52,11 @@ def read_card(model: str) -> dict:
     return {}
 
 
-def _default_head(path: str) -> str:
+def _default_head(path: str, **kw) -> str:
     """seqcls for a published re-ranker (a sequence-classification checkpoint), else cosine."""
     from transformers import AutoConfig
 
-    archs = AutoConfig.from_pretrained(path, trust_remote_code=False).architectures or []
+    archs = AutoConfig.from_pretrained(path, trust_remote_code=False, **kw).architectures or []
     return "seqcls" if any(a.endswith("ForSequenceClassification") for a in archs) else "cosine"
 
 
@@ -68,15 +68,16 @@ class CrossEncoder(nn.Module):
 
         card = read_card(model)
         self.max_length = max_length
-        path = resolve(model)
+        path, kw = pretrained(model)
         try:
-            self.head_type = head or card.get("head") or _default_head(path)
-            self.tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+            self.head_type = head or card.get("head") or _default_head(path, **kw)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kw)
             if self.head_type == "seqcls":
                 self.backbone = AutoModelForSequenceClassification.from_pretrained(
-                    path, num_labels=1, trust_remote_code=False, attn_implementation="sdpa")
+                    path, num_labels=1, trust_remote_code=False, attn_implementation="sdpa", **kw)
             elif self.head_type in ("mean", "cosine"):
-                self.backbone = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation="sdpa")
+                self.backbone = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation="sdpa",
+                                                          **kw)
             else:
                 raise IrflowError(f"unknown cross-encoder head {self.head_type!r} (cosine, mean or seqcls)")
         except IrflowError:
@@ -163,6 +164,39 @@ class CrossEncoder(nn.Module):
         (out / CARD).write_text(json.dumps({"family": "cross-encoder", "head": self.head_type,
                                             "separate_layers": self.separate_layers,
                                             "max_length": self.max_length, **card}, indent=2, sort_keys=True) + "\n")
+        (out / "README.md").write_text(_model_card(self.head_type, self.separate_layers, self.max_length))
+
+
+def _model_card(head: str, separate_layers: int, max_length: int) -> str:
+    """How to use a saved re-ranker outside irflow: directly with ``seqcls``; the other heads are irflow's own."""
+    if head == "seqcls":
+        use = """A standard sequence-classification checkpoint with one logit per (query, passage) pair:
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained("path/to/this/dir")
+tok = AutoTokenizer.from_pretrained("path/to/this/dir")
+scores = model(**tok(["a query"], ["a passage"], truncation=True, return_tensors="pt")).logits[:, 0]
+# or: sentence_transformers.CrossEncoder("path/to/this/dir").predict([("a query", "a passage")])
+```
+"""
+    else:
+        how = ("w * cosine(mean of the query segment's last hidden states, mean of the passage segment's) + b"
+               if head == "cosine" else "a linear layer on the mean of all last hidden states")
+        late = (f" The lower {separate_layers} layers attend within each segment only (late interaction,"
+                " positions restarting at the passage), which no standard class reproduces."
+                if head == "cosine" and separate_layers else "")
+        use = f"""**irflow-only head ({head}).** The score is {how}; the head's weights are in
+`{HEAD}`.{late} `AutoModel.from_pretrained` loads the backbone, but scores need irflow:
+
+```python
+from irflow.models.crossencoder import CrossEncoder, score_pairs
+model = CrossEncoder("path/to/this/dir")
+scores = score_pairs(model, ["a query"], ["a passage"], device="cpu")
+```
+"""
+    return f"# irflow cross-encoder ({head} head)\n\nTrained by irflow with inputs of at most {max_length} tokens; " \
+           f"`{CARD}` records the training artifact.\n\n{use}"
 
 
 def score_pairs(model: CrossEncoder, queries: list[str], docs: list[str], *, device: str, autocast_dtype=None,
