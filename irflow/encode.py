@@ -83,9 +83,9 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     if not tokens_path.is_file():
         raise IrflowError("prepared input has no tokens.arrow (prepare it with --tokenizer)", where=prepared)
     ids_col = arrow.open_table(prepared / arrow.TEXTS).column("id")
-    tok = arrow.open_table(tokens_path).column("input_ids").combine_chunks()
+    tok = arrow.open_table(tokens_path).column("input_ids")  # memory-mapped, chunked: nothing copied yet
     start, stop = shard_range(len(tok), p.shard, p.num_shards)
-    part = tok.slice(start, stop - start)
+    part = tok.slice(start, stop - start).combine_chunks()  # only this shard's rows are materialised
     offsets = part.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
     values = part.values.to_numpy(zero_copy_only=False)
     lengths = np.diff(offsets)
