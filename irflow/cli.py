@@ -235,12 +235,12 @@ def search(r: Run):
     from .index import read_info
     from .search import search as run
 
-    index_dir = Path(r.paths["index"])
+    indexes = [Path(r.paths[n]) for n in sorted((n for n in r.paths if n.startswith("index")), key=lambda n: int(n[5:]))]
 
     def work():
-        if read_info(index_dir)["type"] != "bm25":
+        if read_info(indexes[0])["type"] != "bm25":
             r.lease()
-        return run(r.params, index_dir, Path(r.paths["queries"]), r.art.tmp, device=r.device,
+        return run(r.params, indexes, Path(r.paths["queries"]), r.art.tmp, device=r.device,
                    autocast_dtype=r.dtype)
 
     r.build(work)

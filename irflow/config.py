@@ -133,6 +133,8 @@ class DenseSystem(_Strict):
     precision: Precision | None = None  # default: the config's top-level precision
     shards: int = field_of(EncodeParams, "num_shards")
     index: str = field_of(FaissParams, "factory")
+    #: one faiss index per shard, searched in turn with a top-k merge: no process holds the whole index
+    index_per_shard: bool = False
     train_size: int = field_of(FaissParams, "train_size")
     nprobe: int | None = field_of(SearchParams, "nprobe")
     k: int = field_of(SearchParams, "k")

@@ -114,8 +114,9 @@ def _prepare(plan: Plan, dataset: str, kind: str, tokenizer: str | None = None, 
 def _search(plan: Plan, index: Node, queries: Node, k: int, precision: str, qml: int | None = None,
             nprobe: int | None = None, gpu: bool = True) -> Node:
     extra = {"query_max_length": qml} if qml else {}
+    indexes = index if isinstance(index, list) else [index]
     return plan.add(SearchParams(k=k, precision=precision, nprobe=nprobe, **extra),
-                    {"index": index, "queries": queries}, gpu=gpu)
+                    {**{f"index{i}": x for i, x in enumerate(indexes)}, "queries": queries}, gpu=gpu)
 
 
 def _bm25(plan: Plan, exp: Experiment, s: BM25System, queries: Node, precision: str) -> Node:
@@ -133,7 +134,11 @@ def _dense(plan: Plan, exp: Experiment, s: DenseSystem, queries: Node, precision
         p = EncodeParams(model=plan.path(model) if model is not None else s.model, pooling=s.pooling,
                          normalize=s.similarity == "cos", precision=precision, shard=i, num_shards=s.shards)
         shards[f"shard{i}"] = plan.add(p, {"prepared": tokens}, gpu=True)
-    index = plan.add(FaissParams(factory=s.index, train_size=s.train_size), shards)
+    faiss = FaissParams(factory=s.index, train_size=s.train_size)
+    if s.index_per_shard:  # search merges the shards' top k: no process holds the whole index
+        index = [plan.add(faiss, {"shard0": shard}) for shard in shards.values()]
+    else:
+        index = plan.add(faiss, shards)
     return _search(plan, index, queries, s.k, precision, s.query_max_length, s.nprobe)
 
 
@@ -230,7 +235,8 @@ def _dense_trained(plan: Plan, exp: Experiment, s: DenseSystem, runs: dict[str, 
     if t.queries:  # a separate training set: its own queries, searched with the first stage's index
         all_queries = _prepare(plan, t.queries, "queries")
         first = runs[t.first_stage]
-        run = plan.add(first.params.model_copy(update={"k": t.depth}), {**first.inputs, "queries": all_queries},
+        run = plan.add(first.params.model_copy(update={"k": t.depth}),
+                       {**{n: i for n, i in first.inputs.items() if n != "queries"}, "queries": all_queries},
                        gpu=first.gpu)
         examples = _examples(plan, exp, run, t.depth, t.min_grade, t.negatives, all_queries, t.qrels or t.queries,
                              (exp.split.seed if exp.split else 42, 0, t.valid))

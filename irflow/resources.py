@@ -88,7 +88,7 @@ def _input(node, name: str):
 def _docs(plan, node) -> int:
     """Corpus rows behind an index/encode/search node (through its inputs)."""
     while node.step != "prepare":
-        nxt = next((i for n, i in node.inputs.items() if n in ("prepared", "texts", "index", "shard0", "docs")), None)
+        nxt = next((i for n, i in node.inputs.items() if n in ("prepared", "texts", "index0", "shard0", "docs")), None)
         if nxt is None:
             return DEFAULT_DOCS
         node = nxt
@@ -132,8 +132,16 @@ def _encode(plan, node):
     return 4, 4096 + n * 64 / MB, 10 + n / 200 / 60
 
 
+def _index_rows(plan, node) -> int:
+    """Rows of an index: the corpus (BM25) or the encode shards it merges."""
+    shards = [i for n, i in node.inputs.items() if n.startswith("shard")]
+    if not shards:
+        return _docs(plan, node)
+    return sum(_docs(plan, s) // s.params.num_shards + 1 for s in shards)
+
+
 def _index(plan, node):
-    n = _docs(plan, node)
+    n = _index_rows(plan, node)
     if node.params.key_params().get("type") == "bm25":
         return 4, 2048 + n * 3 * 1024 / MB, 10 + n / 5_000 / 60
     dim = _dim(getattr(_input(node, "shard0").params, "model", None)) if _input(node, "shard0") else DEFAULT_DIM
@@ -141,13 +149,16 @@ def _index(plan, node):
 
 
 def _search(plan, node):
-    n, q = _docs(plan, _input(node, "index")), rows(plan, _input(node, "queries"))
-    index = _input(node, "index")
-    if index.params.key_params().get("type") == "bm25":
-        return 4, 2048 + n * 1024 / MB, 5 + q / 50 / 60
-    shard = _input(index, "shard0")
+    """One index in memory at a time: the largest of the (per-shard) indexes, plus the queries."""
+    indexes = [i for n, i in node.inputs.items() if n.startswith("index")]
+    q = rows(plan, _input(node, "queries"))
+    largest = max(_index_rows(plan, i) for i in indexes)
+    total = sum(_index_rows(plan, i) for i in indexes)
+    if indexes[0].params.key_params().get("type") == "bm25":
+        return 4, 2048 + largest * 1024 / MB, 5 + q / 50 / 60
+    shard = _input(indexes[0], "shard0")
     dim = _dim(getattr(shard.params, "model", None)) if shard else DEFAULT_DIM
-    return 4, 4096 + n * dim * 4 / MB + q * dim * 4 / MB, 10 + q * n / 5e9
+    return 4, 4096 + largest * dim * 4 / MB + q * dim * 4 / MB, 10 + q * total / 5e9
 
 
 def _light(plan, node):

@@ -26,7 +26,9 @@ class SearchParams(WithPrecision):
 
     step: ClassVar[str] = "search"
     inputs: ClassVar[tuple[Input, ...]] = (
-        Input("index", "--index", "index", "An index artifact (BM25 or faiss)."),
+        Input("index", "--index", "index", "An index artifact (BM25 or faiss); repeat for the per-shard faiss "
+              "indexes of one corpus: each is searched in turn and the top k merged, so no process holds the "
+              "whole index.", multiple=True),
         Input("queries", "--queries", "prepare", "A prepare artifact of kind queries.", kind="queries"),
     )
 
@@ -36,7 +38,7 @@ class SearchParams(WithPrecision):
 
     def key_params(self, ctx: KeyContext | None = None) -> dict:
         """A BM25 search depends on k only; the index's type comes from the index input."""
-        index_type = ctx.inputs["index"].params.get("type") if ctx else None
+        index_type = ctx.inputs["index0"].params.get("type") if ctx else None
         if index_type == "bm25":
             return {"k": self.k}
         return {"k": self.k, "query_max_length": self.query_max_length, "precision": self.precision,
@@ -63,34 +65,54 @@ def check_index_model(index_dir: Path, spec: dict):
     return tok
 
 
-def search(p: SearchParams, index_dir: Path, queries_dir: Path, out: Path, *, device: str = "cpu",
+def search(p: SearchParams, index_dirs: list[Path] | Path, queries_dir: Path, out: Path, *, device: str = "cpu",
            autocast_dtype=None, tag: str = "irflow") -> dict:
+    """Search one index, or the per-shard faiss indexes of one corpus in turn (top k of each, merged:
+    inner products of one encoder are comparable across shards), into ``out/run.trec``."""
     import pyarrow.parquet as pq
 
     from .trec import write_run
 
-    info = read_info(index_dir)
+    index_dirs = [Path(index_dirs)] if isinstance(index_dirs, (str, Path)) else [Path(d) for d in index_dirs]
+    types = {read_info(d)["type"] for d in index_dirs}
+    if len(types) != 1:
+        raise IrflowError(f"--index artifacts of different types ({', '.join(sorted(types))})")
+    kind = types.pop()
     qids, qtexts = load_texts(queries_dir)
-    if info["type"] == "bm25":
+    run: dict[str, list[tuple[str, float]]] = {q: [] for q in qids}
+
+    def collect(index_dir: Path, scores, rows):
+        doc_ids = pq.read_table(index_dir / "ids.parquet").column("id").to_numpy(zero_copy_only=False)
+        for qi, qid in enumerate(qids):
+            valid = rows[qi] >= 0
+            run[qid] += zip(doc_ids[rows[qi][valid]].tolist(), np.asarray(scores[qi][valid], np.float64).tolist())
+
+    if kind == "bm25":
         from .index import bm25
 
+        if len(index_dirs) != 1:
+            raise IrflowError("a BM25 search takes one --index")
+        index_dir = index_dirs[0]
         scores, rows = bm25.search(index_dir, qtexts, p.k)
-    elif info["type"] == "faiss":
+        collect(index_dir, scores, rows)
+    elif kind == "faiss":
         from .index import dense
         from .models.biencoder import Encoder, EncoderSpec
 
-        spec = dense.encoder_of(index_dir)
-        tokenizer = check_index_model(index_dir, spec)
+        specs = {d: dense.encoder_of(d) for d in index_dirs}
+        spec = specs[index_dirs[0]]
+        if any(s != spec for s in specs.values()):
+            raise IrflowError("the --index artifacts were encoded by different models: they cannot be merged")
+        tokenizer = check_index_model(index_dirs[0], spec)
         enc = Encoder(EncoderSpec(spec["model"], spec["pooling"], spec["normalize"]), device=device,
                       autocast_dtype=autocast_dtype)
         qvecs = enc.encode_texts(qtexts, tokenizer, p.query_max_length)
-        scores, rows = dense.search(index_dir, qvecs, p.k, p.nprobe)
+        for d in index_dirs:  # one index in memory at a time
+            collect(d, *dense.search(d, qvecs, p.k, p.nprobe))
+        if len(index_dirs) > 1:
+            for q, docs in run.items():
+                run[q] = sorted(docs, key=lambda x: (-x[1], x[0]))[: p.k]
     else:
-        raise IrflowError(f"unknown index type {info['type']!r}", where=index_dir)
-    doc_ids = pq.read_table(Path(index_dir) / "ids.parquet").column("id").to_numpy(zero_copy_only=False)
-    run = {}
-    for qi, qid in enumerate(qids):
-        valid = rows[qi] >= 0
-        run[qid] = list(zip(doc_ids[rows[qi][valid]].tolist(), np.asarray(scores[qi][valid], dtype=np.float64).tolist()))
+        raise IrflowError(f"unknown index type {kind!r}", where=index_dirs[0])
     write_run(out / RUN, run, tag)
-    return {"queries": len(qids), "empty_queries": sum(1 for v in run.values() if not v)}
+    return {"queries": len(qids), "empty_queries": sum(1 for v in run.values() if not v), "indexes": len(index_dirs)}
