@@ -233,14 +233,13 @@ def index(shards, factory, train_size, seed, texts, k1, b, method, stemmer, stop
     if texts is not None and shards:
         raise IrflowError("give either --shard (dense) or --bm25 (sparse), not both")
     if texts is not None:
-        from .index.bm25 import BM25Params, build
-        from .prepare import load_texts
+        from .index.bm25 import BM25Params, build_from_prepared
 
         p = BM25Params(k1, b, method, None if stemmer == "none" else stemmer, None if stopwords == "none" else stopwords)
         art = Artifact(store, "index", p.key_params(), {"texts": texts}, expect=out)
         if not art.complete:
             with art:
-                _finish(art, build(p, *load_texts(texts), art.tmp))
+                _finish(art, build_from_prepared(p, texts, art.tmp))
     elif shards:
         from .index.dense import FaissParams, build
 
