@@ -208,6 +208,9 @@ def test_streamed_build_is_bm25s_index(p, demo, tmp_path):
     q = ["sourdough starter fermentation", "red giants and white dwarfs", "interest rates at the bank"]
     for a, b in zip(bm25.search(old, q, 30), bm25.search(new, q, 30)):
         assert np.array_equal(a, b)
+    # and the batched search scores as bm25s's retrieve does, with this variant, at a cut and in full
+    for k in (30, 2700):
+        assert np.array_equal(bm25.search_one_by_one(old, q, k)[0], bm25.search(new, q, k)[0])
 
 
 def test_streamed_build_is_deterministic_across_hash_seeds_and_workers(tmp_path):

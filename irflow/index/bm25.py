@@ -319,20 +319,29 @@ def search(index_dir: Path, queries: list[str], k: int, *, threads: int | None =
                 np.add.at(s, indices[a:b], data[a:b])
         if nonocc is not None:
             s += nonocc[ids].sum()
-        np.greater(s, 0, out=mask)  # documents sharing no term with the query are not retrieved
+        # Candidates: documents that share a term with the query (score > 0), and when one of the
+        # query's columns has k rows or more, only those scoring at least the k-th best score among
+        # that column's rows: a lower bound of the k-th best score overall, found cheaply, which
+        # leaves far fewer candidates to select from
+        longest = max(ids.tolist(), key=lambda t: indptr[t + 1] - indptr[t])
+        a, b = indptr[longest], indptr[longest + 1]
+        if b - a >= k:
+            sub = s[indices[a:b]]
+            bound = np.partition(sub, len(sub) - k)[len(sub) - k]
+            np.greater_equal(s, bound, out=mask) if bound > 0 else np.greater(s, 0, out=mask)
+        else:
+            np.greater(s, 0, out=mask)
         cand = np.flatnonzero(mask)
         cs = s[cand]
         if len(cand) > k:
             cut = len(cs) - k
-            part = np.argpartition(cs, cut)
-            kth = cs[part[cut]]
-            top = part[cut:]
-            top_cs = cs[top]
-            n_tied_in = np.count_nonzero(top_cs == kth)
-            if np.count_nonzero(cs == kth) > n_tied_in:  # ties straddle the cut: smallest doc ids
-                tied = np.flatnonzero(cs == kth)
-                tied = tied[np.argsort(rank[cand[tied]], kind="stable")[:n_tied_in]]
-                top = np.concatenate([top[top_cs > kth], tied])
+            kth = np.partition(cs, cut)[cut]
+            top = np.flatnonzero(cs > kth)
+            tied = np.flatnonzero(cs == kth)
+            need = k - len(top)
+            if len(tied) > need:  # ties straddle the cut: the smallest doc ids
+                tied = tied[np.argsort(rank[cand[tied]], kind="stable")[:need]]
+            top = np.concatenate([top, tied])
             cand, cs = cand[top], cs[top]
         # best first, ties by doc id: one sort of (score bits, inverted id rank); a positive
         # float32's bits order as the float does
