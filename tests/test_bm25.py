@@ -164,6 +164,22 @@ def test_search_edge_cases(demo):
     assert scores.shape == rows.shape == (0, 5)
     scores, rows = bm25.search(new, ["sourdough starter"], 10**9)  # k beyond the corpus: its size
     assert rows.shape == (1, 2700)
+    # chunk by chunk: the same results, one chunk's arrays at a time
+    from irflow.prepare import load_texts
+
+    q = load_texts(queries)[1][:50]
+    whole = bm25.search(new, q, 20, threads=1)
+    for threads in (1, 2):
+        parts = list(bm25.iter_search(new, q, 20, threads=threads, chunk=16))
+        assert [(start, len(s)) for start, s, _ in parts] == [(0, 16), (16, 16), (32, 16), (48, 2)]
+        assert np.array_equal(np.concatenate([s for _, s, _ in parts]), whole[0])
+        assert np.array_equal(np.concatenate([r for _, _, r in parts]), whole[1])
+    with pytest.raises(IrflowError, match="chunk"):
+        bm25.search(new, q, 20, chunk=0)
+    (bad := new.parent / "not-bm25").mkdir()
+    (bad / "index.json").write_text(json.dumps({"type": "faiss"}))
+    with pytest.raises(IrflowError, match="expected a bm25 index"):
+        bm25.search(bad, q, 20)
 
 
 # ------------------------------------------------------------------------------------------ build

@@ -281,17 +281,31 @@ def search(index_dir: Path, queries: list[str], k: int, *, threads: int | None =
     share a term with the query, none for a query with no known term.
 
     Queries are tokenised and scored ``chunk`` at a time on ``threads`` threads (default: the
-    usable cores); neither changes the result. Ties at the cut go to the smaller doc id.
+    usable cores); neither changes the result. Ties at the cut go to the smaller doc id. The
+    result holds all queries; :func:`iter_search` yields it chunk by chunk instead.
     """
+    k_eff = min(k, read_info(index_dir).get("size", k))
+    scores = np.zeros((len(queries), k_eff), dtype=np.float32)
+    rows = np.full((len(queries), k_eff), -1, dtype=np.int64)
+    for start, s, r in iter_search(index_dir, queries, k, threads=threads, chunk=chunk):
+        scores[start : start + len(s)] = s
+        rows[start : start + len(r)] = r
+    return scores, rows
+
+
+def iter_search(index_dir: Path, queries: list[str], k: int, *, threads: int | None = None,
+                chunk: int = 4096):
+    """:func:`search`, one ``(first query, scores, rows)`` per chunk of ``chunk`` queries, so that a
+    caller that writes results as they come holds one chunk's results at a time."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
+    if chunk < 1:
+        raise IrflowError(f"chunk must be at least 1, got {chunk}")
     info, p, retriever = _open(index_dir)
     k = min(k, info["size"])
-    scores = np.zeros((len(queries), k), dtype=np.float32)
-    rows = np.full((len(queries), k), -1, dtype=np.int64)
     if not queries or k < 1:
-        return scores, rows
+        return
     # plain ndarray views of the memory maps: slicing a np.memmap costs a Python subclass per slice
     data, indices, indptr = (np.asarray(retriever.scores[f]) for f in ("data", "indices", "indptr"))
     n_docs = retriever.scores["num_docs"]
@@ -348,8 +362,8 @@ def search(index_dir: Path, queries: list[str], k: int, *, threads: int | None =
         order = np.argsort((cs.view(np.uint32).astype(np.uint64) << np.uint64(32)) | inv_rank[cand])[::-1]
         return cs[order], cand[order]
 
-    def run(span: tuple[int, list[list[int]]]) -> None:
-        first, token_ids = span
+    def run(out: tuple[np.ndarray, np.ndarray], first: int, token_ids: list[list[int]]) -> None:
+        scores, rows = out
         for i, ids in enumerate(token_ids, first):
             if ids:  # a query with no known term gets no results
                 s, r = top_k(ids)
@@ -360,18 +374,29 @@ def search(index_dir: Path, queries: list[str], k: int, *, threads: int | None =
         tokens = _tokenize(queries[start : start + chunk], p, False)
         return [[vocab[t] for t in toks if t in vocab] for toks in tokens]
 
+    def results(n: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((n, k), dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
+
     threads = threads or _cores()
+    if threads == 1:  # no pool: a GIL hand-off on a busy machine can wait a whole scheduler slice
+        for start in range(0, len(queries), chunk):
+            ids = token_ids(start)
+            out = results(len(ids))
+            run(out, 0, ids)
+            yield start, *out
+        return
     with ThreadPoolExecutor(max_workers=threads) as pool:
         ids = token_ids(0)
         for start in range(0, len(queries), chunk):
+            out = results(len(ids))
             step = max(1, min(64, -(-len(ids) // threads)))
-            spans = [pool.submit(run, (start + j, ids[j : j + step])) for j in range(0, len(ids), step)]
+            spans = [pool.submit(run, out, j, ids[j : j + step]) for j in range(0, len(ids), step)]
             # tokenise the next chunk (pure Python) while the pool scores this one (numpy, mostly
             # without the GIL); each span writes its own rows of the output
             ids = token_ids(start + chunk) if start + chunk < len(queries) else []
             for f in spans:
                 f.result()
-    return scores, rows
+            yield start, *out
 
 
 def search_one_by_one(index_dir: Path, queries: list[str], k: int):
