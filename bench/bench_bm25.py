@@ -69,7 +69,7 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=10_000, help="first N queries of the dataset (default: %(default)s)")
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--slices", type=int, default=5)
+    ap.add_argument("--slices", type=int, default=10)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the prepared data and indexes here")
     ap.add_argument("--no-build", action="store_true", help="skip the build comparison (search only)")
     ap.add_argument("--check", action="store_true")
@@ -135,6 +135,7 @@ def main() -> int:
     wall = {"today": 0.0, "batched": 0.0}
     cpu = {"today": 0.0, "batched": 0.0}
     tie_rows = 0
+    slice_ratios = []
 
     def today(q):
         return bm25.search_one_by_one(index, q, args.k)
@@ -156,6 +157,7 @@ def main() -> int:
             dt[name] = time.perf_counter() - t
             wall[name] += dt[name]
             cpu[name] += time.process_time() - c
+        slice_ratios.append(dt["today"] / dt["batched"])
         (s0, r0), (s1, r1) = got["today"], got["batched"]
         if not np.array_equal(s0, s1):
             raise SystemExit(f"slice {n}: the two searches disagree on the scores")
@@ -166,7 +168,8 @@ def main() -> int:
     ratio = wall["today"] / wall["batched"]
     log(f"search {nq} queries over {docs.name} top {args.k}: today {nq / wall['today']:.0f} q/s "
         f"({wall['today']:.1f} s), batched {nq / wall['batched']:.0f} q/s ({wall['batched']:.1f} s, "
-        f"{args.threads} threads): {ratio:.2f}x")
+        f"{args.threads} threads): {ratio:.2f}x (per slice: median {np.median(slice_ratios):.2f}x, "
+        f"min {min(slice_ratios):.2f}x, max {max(slice_ratios):.2f}x)")
     log(f"per CPU second: today {nq / cpu['today']:.0f} q/cpu-s, batched {nq / cpu['batched']:.0f} q/cpu-s: "
         f"{cpu['today'] / cpu['batched']:.2f}x")
     log(f"identical scores for all queries; {tie_rows} of {nq} keep other documents tied at the cut "
