@@ -318,6 +318,10 @@ def iter_search(index_dir: Path, queries: list[str], k: int, *, threads: int | N
 
     local = threading.local()  # one score and one mask array per thread, reused: no page faults
 
+    def take(a: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """``a[i]`` for valid indices, ~3x faster than fancy indexing."""
+        return np.take(a, i, mode="clip")
+
     def top_k(token_ids: list[int]):
         if not hasattr(local, "s"):
             local.s, local.mask = np.empty(n_docs, dtype=dtype), np.empty(n_docs, dtype=bool)
@@ -325,12 +329,9 @@ def iter_search(index_dir: Path, queries: list[str], k: int, *, threads: int | N
         # bm25s's get_scores_from_ids: the same additions in the same order
         ids = np.asarray(token_ids, dtype=int_dtype)
         s.fill(0)
-        for n, t in enumerate(ids):
+        for t in ids:
             a, b = indptr[t], indptr[t + 1]
-            if n == 0:  # 0 + x == x: the first column is a plain (faster) scatter
-                s[indices[a:b]] = data[a:b]
-            else:
-                np.add.at(s, indices[a:b], data[a:b])
+            np.add.at(s, indices[a:b], data[a:b])
         if nonocc is not None:
             s += nonocc[ids].sum()
         # Candidates: documents that share a term with the query (score > 0), and when one of the
@@ -340,13 +341,13 @@ def iter_search(index_dir: Path, queries: list[str], k: int, *, threads: int | N
         longest = max(ids.tolist(), key=lambda t: indptr[t + 1] - indptr[t])
         a, b = indptr[longest], indptr[longest + 1]
         if b - a >= k:
-            sub = s[indices[a:b]]
+            sub = take(s, indices[a:b])
             bound = np.partition(sub, len(sub) - k)[len(sub) - k]
             np.greater_equal(s, bound, out=mask) if bound > 0 else np.greater(s, 0, out=mask)
         else:
             np.greater(s, 0, out=mask)
         cand = np.flatnonzero(mask)
-        cs = s[cand]
+        cs = take(s, cand)
         if len(cand) > k:
             cut = len(cs) - k
             kth = np.partition(cs, cut)[cut]
@@ -356,11 +357,11 @@ def iter_search(index_dir: Path, queries: list[str], k: int, *, threads: int | N
             if len(tied) > need:  # ties straddle the cut: the smallest doc ids
                 tied = tied[np.argsort(rank[cand[tied]], kind="stable")[:need]]
             top = np.concatenate([top, tied])
-            cand, cs = cand[top], cs[top]
+            cand, cs = take(cand, top), take(cs, top)
         # best first, ties by doc id: one sort of (score bits, inverted id rank); a positive
         # float32's bits order as the float does
-        order = np.argsort((cs.view(np.uint32).astype(np.uint64) << np.uint64(32)) | inv_rank[cand])[::-1]
-        return cs[order], cand[order]
+        order = np.argsort((cs.view(np.uint32).astype(np.uint64) << np.uint64(32)) | take(inv_rank, cand))[::-1]
+        return take(cs, order), take(cand, order)
 
     def run(out: tuple[np.ndarray, np.ndarray], first: int, token_ids: list[list[int]]) -> None:
         scores, rows = out
