@@ -73,6 +73,12 @@ def store_options(fn):
     return fn
 
 
+def threads_option(fn):
+    return click.option(
+        "--threads", type=int, default=None, help="CPU threads (default: the library's own choice)."
+    )(fn)
+
+
 def device_options(fn):
     fn = click.option(
         "--device",
@@ -80,10 +86,7 @@ def device_options(fn):
         show_default=True,
         help="auto (lease a free GPU, else CPU), cpu, cuda or cuda:N.",
     )(fn)
-    fn = click.option(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)."
-    )(fn)
-    return fn
+    return threads_option(fn)
 
 
 def _describe(path):
@@ -117,12 +120,12 @@ class Run:
 
         self.params, key_params, self.paths, _ = key_from_values(cls, values, _describe)
         self.art = Artifact(store, cls.step, key_params, self.paths, expect=out)
-        self._device, self._threads = device, threads
+        self._device, self.threads = device, threads
         self.device, self.dtype = "cpu", None
 
     def lease(self) -> None:
         """Lease a device (a GPU if one is free) and resolve the autocast dtype; recorded in the manifest."""
-        lease, self.dtype = _lease(self._device or "auto", self.params.precision, self._threads)
+        lease, self.dtype = _lease(self._device or "auto", self.params.precision, self.threads)
         self.device = self.art.device = lease.device
         self.art.stats["autocast"] = str(self.dtype).removeprefix("torch.") if self.dtype is not None else "fp32"
 
@@ -132,8 +135,9 @@ class Run:
         click.echo(str(self.art.path))
 
 
-def step_command(group, cls, name: str | None = None, *, device: bool = False):
-    """A click command for ``cls``: its options, the store's and (``device``) the device's."""
+def step_command(group, cls, name: str | None = None, *, device: bool = False, threads: bool = False):
+    """A click command for ``cls``: its options, the store's, and the device's (``device``) or only the
+    CPU threads (``threads``)."""
 
     def decorate(body):
         @functools.wraps(body)
@@ -145,6 +149,8 @@ def step_command(group, cls, name: str | None = None, *, device: bool = False):
         fn = store_options(fn)
         if device:
             fn = device_options(fn)
+        elif threads:
+            fn = threads_option(fn)
         cmd = group.command(name or cls.step, help=body.__doc__)(fn)
         cmd.irflow_params = cls  # what the plan test and the docs read
         return cmd
@@ -206,21 +212,24 @@ def index():
     """Build an index: BM25 over a corpus's texts, or faiss over encoded shards."""
 
 
-@step_command(index, BM25Params, "bm25")
+@step_command(index, BM25Params, "bm25", threads=True)
 def index_bm25(r: Run):
-    """Build a BM25 index (bm25s) over a prepare artifact's texts."""
-    from .index.bm25 import build
-    from .prepare import load_texts
+    """Build a BM25 index (bm25s) over a prepare artifact's texts, streamed in record batches."""
+    from .index.bm25 import build_from_prepared
 
-    r.build(lambda: build(r.params, *load_texts(Path(r.paths["texts"])), r.art.tmp))
+    r.build(lambda: build_from_prepared(r.params, Path(r.paths["texts"]), r.art.tmp, workers=r.threads or 1))
 
 
-@step_command(index, FaissParams, "faiss")
+@step_command(index, FaissParams, "faiss", threads=True)
 def index_faiss(r: Run):
     """Merge encoded shards into a faiss index (any index_factory string, inner product)."""
     from .index.dense import build
 
     def work():
+        if r.threads:
+            import faiss
+
+            faiss.omp_set_num_threads(r.threads)
         r.art.seed = r.params.seed
         shards = [Path(r.paths[n]) for n in sorted((n for n in r.paths if n.startswith("shard")),
                                                    key=lambda n: int(n[5:]))]
@@ -241,7 +250,7 @@ def search(r: Run):
         if read_info(indexes[0])["type"] != "bm25":
             r.lease()
         return run(r.params, indexes, Path(r.paths["queries"]), r.art.tmp, device=r.device,
-                   autocast_dtype=r.dtype)
+                   autocast_dtype=r.dtype, threads=r.threads)
 
     r.build(work)
 

@@ -66,7 +66,7 @@ def check_index_model(index_dir: Path, spec: dict):
 
 
 def search(p: SearchParams, index_dirs: list[Path] | Path, queries_dir: Path, out: Path, *, device: str = "cpu",
-           autocast_dtype=None, tag: str = "irflow") -> dict:
+           autocast_dtype=None, tag: str = "irflow", threads: int | None = None) -> dict:
     """Search one index, or the per-shard faiss indexes of one corpus in turn (top k of each, merged:
     inner products of one encoder are comparable across shards), into ``out/run.trec``."""
     import pyarrow.parquet as pq
@@ -93,7 +93,7 @@ def search(p: SearchParams, index_dirs: list[Path] | Path, queries_dir: Path, ou
         if len(index_dirs) != 1:
             raise IrflowError("a BM25 search takes one --index")
         index_dir = index_dirs[0]
-        scores, rows = bm25.search(index_dir, qtexts, p.k)
+        scores, rows = bm25.search(index_dir, qtexts, p.k, threads=threads)
         collect(index_dir, scores, rows)
     elif kind == "faiss":
         from .index import dense

@@ -68,7 +68,7 @@ rule index:
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow index {params.args} > {log:q} 2>&1"
+        "irflow index {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule search:

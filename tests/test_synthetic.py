@@ -247,3 +247,86 @@ def test_bm25_on_tiny_is_useful_but_not_trivial():
     assert rand < 0.15
     assert bm25 > max(0.3, rand + 0.25), (bm25, rand)
     assert bm25 < 0.95, bm25
+
+
+# ---------------------------------------------------------------------------------------------
+# streaming scale collections
+
+
+def _scale_digest(rows) -> str:
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps(row).encode())
+    return h.hexdigest()
+
+
+def test_scale_names_and_identity():
+    for name in ("scale-10k", "scale-100k", "scale-1m", "scale-10k-q100k", "scale-1m-q100k"):
+        spec = get_spec(name)
+        assert spec.name == name
+        assert json.loads(json.dumps(spec.identity())) == spec.identity()
+    assert (get_spec("scale-100k").passages, get_spec("scale-100k").queries) == (100_000, 10_000)
+    assert (get_spec("scale-1m-q100k").passages, get_spec("scale-1m-q100k").queries) == (1_000_000, 100_000)
+    assert get_spec("scale-10k").identity() != get_spec("scale-100k").identity()
+    assert get_spec("scale-10k").identity() != get_spec("scale-10k-q100k").identity()
+    with pytest.raises(IrflowError, match="row by row"):
+        generate("scale-10k")
+    with pytest.raises(IrflowError, match="known: .*scale-10k"):
+        get_spec("scale-3k")
+
+
+def test_scale_10k_counts_ids_and_qrels():
+    spec = get_spec("scale-10k")
+    doc_ids = [d for d, _ in synthetic.iter_docs("scale-10k")]
+    assert len(doc_ids) == spec.passages == len(set(doc_ids)) == 10_000
+    assert all(re.fullmatch(r"d\d{8}", d) for d in doc_ids[:100])
+    queries = list(synthetic.iter_queries("scale-10k"))
+    assert len(queries) == spec.queries == len({q for q, _ in queries})
+    grades = defaultdict(dict)
+    known = set(doc_ids)
+    for qid, did, grade in synthetic.iter_qrels("scale-10k"):
+        assert did in known and 2 <= grade <= 3
+        assert did not in grades[qid]
+        grades[qid][did] = grade
+    assert set(grades) == {q for q, _ in queries}
+    assert all(max(g.values()) == 3 for g in grades.values())
+    assert sum(len(g) for g in grades.values()) > 2 * len(queries)  # siblings are judged, not only anchors
+
+
+def test_scale_texts_are_like_the_presets():
+    text = get_spec("scale-10k").text
+    for n, (_, body) in enumerate(synthetic.iter_docs("scale-10k")):
+        assert text.min_words <= len(body.split()) <= text.max_words
+        assert body[0].isupper() and body.endswith(".") and "{" not in body
+        if n == 2000:
+            break
+
+
+def test_scale_is_deterministic_and_rows_are_independent():
+    a = _scale_digest(synthetic.iter_docs("scale-10k"))
+    assert a == _scale_digest(synthetic.iter_docs("scale-10k"))
+    assert _scale_digest(synthetic.iter_qrels("scale-10k")) == _scale_digest(synthetic.iter_qrels("scale-10k"))
+    # a bigger collection starts with the same passages (each row depends on its number only)
+    big, small = synthetic.iter_docs("scale-1m"), synthetic.iter_docs("scale-10k")
+    assert [next(big) for _ in range(50)] == [next(small) for _ in range(50)]
+    other = dataclasses.replace(get_spec("scale-10k"), seed=18)
+    assert _scale_digest(synthetic.iter_docs(other)) != a
+
+
+def test_scale_streams_in_constant_memory():
+    import tracemalloc
+
+    def peak_after(n_rows: int, rows) -> int:
+        tracemalloc.start()
+        try:
+            for _ in zip(range(n_rows), rows):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    synthetic._vocabulary()  # cached once, not counted
+    for make in (synthetic.iter_docs, synthetic.iter_queries, synthetic.iter_qrels):
+        small = peak_after(1_000, make("scale-10k"))
+        full = peak_after(10_000, make("scale-10k"))
+        assert full < small + 64 * 1024, (make.__name__, small, full)

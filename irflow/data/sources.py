@@ -234,10 +234,9 @@ def iter_texts(spec: str, kind: Literal["docs", "queries"]) -> Iterator[tuple[st
             _check_id(rid, what, s.raw, None)
             yield rid, _text_of(r), None, None
     elif s.scheme == "synthetic":
-        from .synthetic import generate
+        from .synthetic import iter_docs, iter_queries
 
-        coll = generate(s.value)
-        for rid, text in coll.docs if kind == "docs" else coll.queries:
+        for rid, text in (iter_docs if kind == "docs" else iter_queries)(s.value):
             _check_id(rid, what, s.raw, None)
             yield rid, text, None, None
     else:
@@ -253,9 +252,9 @@ def iter_qrels(spec: str) -> Iterator[tuple[str, str, int]]:
         for q in _irds_stream(s.value, "qrels"):
             yield q.query_id, q.doc_id, int(q.relevance)
     elif s.scheme == "synthetic":
-        from .synthetic import generate
+        from .synthetic import iter_qrels
 
-        yield from generate(s.value).qrels
+        yield from iter_qrels(s.value)
     else:
         for qid, did, rel, _ in _file_qrels(Path(s.value)):
             yield qid, did, rel

@@ -46,12 +46,24 @@ model, and a little higher for their RRF fusion: neither is near 1, and fusion h
 
 ``generate`` is cached per spec, since several pipeline steps read the same collection: treat the
 returned lists as read-only.
+
+Scale collections
+-----------------
+``scale-10k``, ``scale-100k`` and ``scale-1m`` (passages; 10,000 training queries each, or 100,000
+with the suffix ``-q100k``) exist to measure how the pipeline grows, so they are never held in
+memory: :func:`iter_docs`, :func:`iter_queries` and :func:`iter_qrels` generate them row by row
+(about 60 µs a passage on one core, so a million passages in about a minute), in constant memory.
+Each passage comes from a generator seeded by its number, about a facet fixed by its number, with
+the presets' sentence machinery; a query asks about a passage drawn by its own seeded generator and
+is judged against it (3) and its nearest passages on the same facet (3 or 2, by the presets' rules).
+The presets above are unchanged by them.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 
 from irflow.errors import IrflowError
@@ -108,11 +120,52 @@ PRESETS: dict[str, SyntheticSpec] = {
 }
 
 
-def get_spec(name: str) -> SyntheticSpec:
-    """The preset called ``name``; raises IrflowError for an unknown name."""
+# Bump whenever the rows a ScaleSpec streams could change (it is part of ScaleSpec.identity()).
+SCALE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """A collection of any size that is generated row by row (see "Scale collections" below).
+
+    Passage ``i`` and query ``n`` each come from their own seeded generator, so any row can be
+    made without the others: streaming needs constant memory, and a query's judgements are found
+    from its anchor passage's number instead of from a whole corpus in memory.
+    """
+
+    name: str
+    seed: int
+    passages: int
+    queries: int
+    text: SyntheticSpec  # word ranges and rates of the passages and queries (its sizes are unused)
+
+    def identity(self) -> dict:
+        """JSON-able dict of every parameter plus ``scale_version``: the rows depend on nothing else."""
+        return {"scale": {"seed": self.seed, "passages": self.passages, "queries": self.queries,
+                          "scale_version": SCALE_VERSION}, "text": self.text.identity()}
+
+
+def _scale(name: str, passages: int, queries: int) -> ScaleSpec:
+    return ScaleSpec(name=name, seed=17, passages=passages, queries=queries,
+                     text=SyntheticSpec(name=name, seed=17, n_topics=27, docs_per_topic=3, queries_per_topic=0))
+
+
+#: streaming sizes for the scale benchmark: passages 10k/100k/1M, training queries 10k (default)
+#: or 100k (``-q100k``)
+SCALES: dict[str, ScaleSpec] = {
+    f"scale-{p}{q}": _scale(f"scale-{p}{q}", passages, queries)
+    for p, passages in (("10k", 10_000), ("100k", 100_000), ("1m", 1_000_000))
+    for q, queries in (("", 10_000), ("-q100k", 100_000))
+}
+
+
+def get_spec(name: str) -> SyntheticSpec | ScaleSpec:
+    """The preset or scale collection called ``name``; raises IrflowError for an unknown name."""
     if isinstance(name, str) and name in PRESETS:
         return PRESETS[name]
-    known = ", ".join(sorted(PRESETS))
+    if isinstance(name, str) and name in SCALES:
+        return SCALES[name]
+    known = ", ".join(sorted([*PRESETS, *SCALES]))
     raise IrflowError(f"unknown synthetic collection {name!r}; known: {known}")
 
 
@@ -124,10 +177,59 @@ class SyntheticCollection:
 
 
 def generate(name_or_spec: str | SyntheticSpec) -> SyntheticCollection:
-    """The collection for a preset name or a spec (cached per spec: do not mutate the result)."""
-    spec = name_or_spec if isinstance(name_or_spec, SyntheticSpec) else get_spec(name_or_spec)
+    """The collection for a preset name or a spec (cached per spec: do not mutate the result).
+
+    Scale collections are never held in memory: stream them with :func:`iter_docs`,
+    :func:`iter_queries` and :func:`iter_qrels`.
+    """
+    spec = name_or_spec if isinstance(name_or_spec, (SyntheticSpec, ScaleSpec)) else get_spec(name_or_spec)
+    if isinstance(spec, ScaleSpec):
+        raise IrflowError(f"synthetic collection {spec.name!r} is generated row by row: "
+                          "read it with iter_docs/iter_queries/iter_qrels, not generate()")
     _validate(spec)
     return _generate(spec)
+
+
+def _spec_of(name_or_spec) -> SyntheticSpec | ScaleSpec:
+    spec = name_or_spec if isinstance(name_or_spec, (SyntheticSpec, ScaleSpec)) else get_spec(name_or_spec)
+    if isinstance(spec, ScaleSpec):
+        _validate_scale(spec)
+    return spec
+
+
+def iter_docs(name_or_spec) -> Iterator[tuple[str, str]]:
+    """``(doc_id, text)`` of any collection; a scale collection is generated as it is read."""
+    spec = _spec_of(name_or_spec)
+    if isinstance(spec, ScaleSpec):
+        topics = _vocabulary()
+        for i in range(spec.passages):
+            yield _scale_doc_id(spec, i), _scale_doc(spec, topics, i).text
+    else:
+        yield from generate(spec).docs
+
+
+def iter_queries(name_or_spec) -> Iterator[tuple[str, str]]:
+    """``(query_id, text)`` of any collection; a scale collection is generated as it is read."""
+    spec = _spec_of(name_or_spec)
+    if isinstance(spec, ScaleSpec):
+        topics = _vocabulary()
+        for n in range(spec.queries):
+            yield _scale_query_id(spec, n), _scale_query(spec, topics, n, judge=False)[0]
+    else:
+        yield from generate(spec).queries
+
+
+def iter_qrels(name_or_spec) -> Iterator[tuple[str, str, int]]:
+    """``(query_id, doc_id, grade)`` of any collection; a scale collection is generated as it is read."""
+    spec = _spec_of(name_or_spec)
+    if isinstance(spec, ScaleSpec):
+        topics = _vocabulary()
+        for n in range(spec.queries):
+            qid = _scale_query_id(spec, n)
+            for i, grade in _scale_query(spec, topics, n, judge=True)[1]:
+                yield qid, _scale_doc_id(spec, i), grade
+    else:
+        yield from generate(spec).qrels
 
 
 # --------------------------------------------------------------------------------------------
@@ -2205,3 +2307,103 @@ def _judge(rng: random.Random, spec: SyntheticSpec, docs: list[_Doc], topics, to
     for i in picked:
         judged[i] = 0
     return list(judged.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Scale collections
+#
+# Passage i is about a facet fixed by its number: topic i % T, then, counting the topic's own
+# passages k = i // T, subtopic k % S, primary facet j % F and aspect (j // F) % 6 with j = k // S.
+# Its text comes from _write_doc with a generator seeded by (seed, i) alone. So the passages with
+# the same subtopic and primary facet as passage i are i + m * T * S * F (the aspect moves on by m),
+# those with the same aspect too are i + m * T * S * F * 6, and any of them can be written again
+# on demand. Query n draws an anchor passage with a generator seeded by (seed, n), asks about it
+# as the presets' queries do, and is judged against the anchor (3) and its nearest siblings of the
+# same facet (m = -6, -2, -1, 1, 2, 6), graded by the presets' rules for the query's subtopic.
+# Passages are not shuffled: ids follow topics round-robin, which no retrieval model can see.
+
+_SIBLINGS = (-6, -2, -1, 1, 2, 6)
+
+
+def _validate_scale(spec: ScaleSpec) -> None:
+    problems = []
+    if not 1 <= spec.passages <= 99_999_999:
+        problems.append(f"passages must be between 1 and 99999999, got {spec.passages}")
+    if not 0 <= spec.queries <= 9_999_999:
+        problems.append(f"queries must be between 0 and 9999999, got {spec.queries}")
+    if spec.text.n_topics != len(_TOPICS):
+        problems.append(f"text.n_topics must be {len(_TOPICS)} (scale collections use every topic)")
+    if problems:
+        raise IrflowError(f"bad synthetic collection spec {spec.name!r}: " + "; ".join(problems))
+    _validate(spec.text)
+
+
+def _scale_doc_id(spec: ScaleSpec, i: int) -> str:
+    return f"d{i:08d}"
+
+
+def _scale_query_id(spec: ScaleSpec, n: int) -> str:
+    return f"q{n:07d}"
+
+
+def _scale_plan(topics, i: int) -> tuple[int, int, int, int, int]:
+    """(topic, subtopic, primary facet, aspect, stride between passages of the same facet)."""
+    n_topics = len(topics)
+    ti, k = i % n_topics, i // n_topics
+    subs = topics[ti].subtopics
+    si, j = k % len(subs), k // len(subs)
+    n_facets = len(subs[si].facets)
+    return ti, si, j % n_facets, (j // n_facets) % len(_ASPECTS), n_topics * len(subs) * n_facets
+
+
+def _scale_doc(spec: ScaleSpec, topics, i: int) -> _Doc:
+    ti, si, primary, aspect, _ = _scale_plan(topics, i)
+    rng = random.Random((spec.seed << 42) + i)
+    return _write_doc(rng, spec.text, topics, ti, si, primary, aspect)
+
+
+def _scale_query(spec: ScaleSpec, topics, n: int, *, judge: bool) -> tuple[str, list[tuple[int, int]]]:
+    """Query ``n``'s text and, with ``judge``, its judgements ``[(passage number, grade)]``."""
+    text_spec = spec.text
+    qrng = random.Random((spec.seed << 42) + (1 << 41) + n)
+    anchor_i = qrng.randrange(spec.passages)
+    anchor = _scale_doc(spec, topics, anchor_i)
+    topic = topics[anchor.topic]
+    sub = topic.subtopics[anchor.subtopic]
+    want = [anchor.primary]
+    aspect = None
+    if len(anchor.facets) > 1 and qrng.random() < text_spec.two_facet_rate:
+        want.append(qrng.choice(anchor.facets[1:]))
+        qrng.shuffle(want)
+    elif qrng.random() < text_spec.aspect_query_rate:
+        aspect = anchor.aspect
+    picked = [_query_form(qrng, text_spec, sub.facets[fi]) for fi in want]
+    forms = [f for f, _ in picked]
+    paraphrased = any(p for _, p in picked)
+    c = qrng.choice(sub.contexts)
+    if len(want) == 2:
+        template = qrng.choice(_QUERY_TWO)
+    elif aspect is not None:
+        template = qrng.choice(_ASPECTS[aspect][3])
+    else:
+        template = qrng.choice(_QUERY_ONE)
+    text = _fill(template, f=forms[0], g=forms[-1], c=c)
+    if "{c}" not in template and qrng.random() < text_spec.query_context_rate[int(paraphrased)]:
+        text += " " + qrng.choice((c, qrng.choice(topic.phrases)))
+    text = text.lower() if qrng.random() < 0.7 else _cap(text)
+    if not judge:
+        return text, []
+    stride = _scale_plan(topics, anchor_i)[4]
+    judged = [(anchor_i, 3)]
+    for m in _SIBLINGS:
+        i = anchor_i + m * stride
+        if not 0 <= i < spec.passages:
+            continue
+        if len(want) == 2:  # which facets a sibling names in passing is in its text: write it
+            facets = _scale_doc(spec, topics, i).facets
+            judged.append((i, 3 if all(f in facets for f in want) else 2))
+        else:  # same primary facet; the aspect follows from the number
+            same_aspect = _scale_plan(topics, i)[3] == anchor.aspect
+            judged.append((i, 3 if aspect is None or same_aspect else 2))
+    judged.sort()
+    return text, judged
