@@ -60,7 +60,7 @@ def test_killed_and_resumed_training_equals_uninterrupted(tmp_path, env, trainin
     assert killed.returncode != 0
     train_dir = tmp_path / "s2" / "train"
     assert not list(train_dir.glob("*/manifest.json"))  # nothing published
-    assert list(train_dir.glob(".ckpt-*/state.json"))  # but a checkpoint survives
+    assert list(train_dir.glob(".ckpt-*/step-*/state.json"))  # but a checkpoint survives
     resumed = _train(tmp_path, env, training_inputs, tiny_bert, tmp_path / "s2", *common)
     assert "resuming from step 6" in resumed.stderr
     b = tmp_path / resumed.stdout.strip()
