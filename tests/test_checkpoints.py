@@ -248,3 +248,25 @@ def test_no_unsafe_deserialisation_in_irflow():
     bad = [f"{f}:{i}" for f in root.rglob("*.py") for i, ln in enumerate(f.read_text().splitlines(), 1)
            if "weights_only=False" in ln or "pickle" in ln]
     assert not bad, bad
+
+
+def test_failed_write_leaves_no_temp_and_the_previous_checkpoint(tmp_path, reference, monkeypatch):
+    """An error while writing (a full disk) propagates, removes its temp and keeps what was there."""
+    real = loop._write_checkpoint
+
+    def full_disk(tmp, task, opt, sched, scaler, state, *a):
+        if state["step"] == 6:
+            (tmp / "model.safetensors").write_bytes(b"partial")
+            raise OSError(28, "No space left on device")
+        return real(tmp, task, opt, sched, scaler, state, *a)
+
+    monkeypatch.setattr(loop, "_write_checkpoint", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        _run(tmp_path)
+    monkeypatch.undo()
+    ckpt = tmp_path / "ckpt"
+    assert _steps(ckpt) == [3, 4]
+    assert not [d for d in ckpt.glob(".tmp-*") if d.is_dir()]
+    w, rows = _run(tmp_path)
+    assert _max_diff(w, reference[0]) <= 1e-6
+    assert rows == reference[1]

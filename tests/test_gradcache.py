@@ -63,7 +63,8 @@ def _grads(student, colbert, batch, objective, chunk, *, dropout: bool, referenc
     loss, n = task.loss(batch)
     loss.backward()
     rng_after = torch.get_rng_state()
-    return float(loss.detach()), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}, rng_after
+    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    return float(loss.detach()), grads, rng_after
 
 
 def _max_diff(a: dict, b: dict) -> float:
@@ -97,7 +98,8 @@ def test_cached_gradients_equal_the_uncached_step_without_dropout(models, object
 def test_cached_gradients_with_dropout_replay_each_chunks_masks(models, objective):
     student, colbert, queries, texts = models
     batch = _batch(student, colbert, queries, texts)
-    ref_loss, ref, ref_rng = _grads(student, colbert, batch, objective, None, dropout=True, reference_chunks=True)
+    ref_loss, ref, ref_rng = _grads(student, colbert, batch, objective, None, dropout=True,
+                                    reference_chunks=True)
     loss, cached, rng = _grads(student, colbert, batch, objective, CHUNK, dropout=True)
     assert abs(ref_loss - loss) <= 1e-5
     assert _close(ref, cached), _max_diff(ref, cached)
@@ -120,8 +122,8 @@ def test_only_one_chunk_is_ever_encoded_with_a_graph(models):
         return encode(ids, mask)
 
     model.encode = spy
-    task = BiEncoderTask(model, None, None, {}, {}, DenseConfig(objective="infonce", batch_size=B, cache_chunk=CHUNK),
-                         seed=0, device="cpu")
+    cfg = DenseConfig(objective="infonce", batch_size=B, cache_chunk=CHUNK)
+    task = BiEncoderTask(model, None, None, {}, {}, cfg, seed=0, device="cpu")
     loss, _ = task.loss(_batch(student, colbert, queries, texts))
     assert all(not grad for _, grad in seen)  # the first pass keeps no graph
     loss.backward()

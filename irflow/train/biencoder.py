@@ -81,8 +81,8 @@ class DenseConfig:
             raise IrflowError(f"unknown bi-encoder objective {self.objective!r} ({', '.join(OBJECTIVES)})")
         if self.batch_size < 2 and self.objective != "margin-mse":
             raise IrflowError(f"objective {self.objective} needs in-batch negatives: batch_size >= 2")
-        if self.cache_chunk is not None and (isinstance(self.cache_chunk, bool) or not isinstance(self.cache_chunk, int)
-                                             or self.cache_chunk < 1):
+        chunk = self.cache_chunk
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
             raise IrflowError(f"cache_chunk must be a positive integer (rows per GradCache chunk), "
                               f"got {self.cache_chunk!r}")
 
@@ -173,7 +173,7 @@ class BiEncoderTask:
     # ------------------------------------------------------------------------------------- loss
 
     def _encode(self, model, enc):
-        """Representations and mask; with ``cache_chunk``, GradCache for the student, chunks for the teacher."""
+        """Representations and mask; with ``cache_chunk``: GradCache (student), chunks (teacher)."""
         enc = {k: v.to(self.device) for k, v in enc.items()}
         ids, mask = enc["input_ids"], enc["attention_mask"]
         chunk = self.cfg.cache_chunk

@@ -83,7 +83,8 @@ class _CachedEncode(torch.autograd.Function):
         return (None,) * (5 + len(inputs))
 
 
-def cached_encode(encode: Callable[..., Tensor], inputs: tuple[Tensor, ...] | list[Tensor], chunk: int) -> Tensor:
+def cached_encode(encode: Callable[..., Tensor], inputs: tuple[Tensor, ...] | list[Tensor],
+                  chunk: int) -> Tensor:
     """``encode(*inputs)`` for a whole batch, holding at most one chunk's activations at a time.
 
     ``encode`` maps tensors whose first dimension is the batch (token ids, attention mask) to
@@ -107,7 +108,8 @@ def cached_encode(encode: Callable[..., Tensor], inputs: tuple[Tensor, ...] | li
     return _CachedEncode.apply(encode, chunk, device_type, autocast, anchor, *inputs)
 
 
-def chunked_encode(encode: Callable[..., Tensor], inputs: tuple[Tensor, ...] | list[Tensor], chunk: int) -> Tensor:
+def chunked_encode(encode: Callable[..., Tensor], inputs: tuple[Tensor, ...] | list[Tensor],
+                   chunk: int) -> Tensor:
     """``encode`` chunk by chunk with the ordinary graph: the uncached reference (and teacher inference)."""
     _check_chunk(chunk)
     n = inputs[0].shape[0]

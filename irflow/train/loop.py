@@ -134,9 +134,13 @@ def _sha256(path: Path) -> str:
 
 
 def _fsync(path: Path) -> None:
+    """Flush a file (or a directory's entries) to disk: a checkpoint must survive a crash of the node."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError:
+        if not path.is_dir():  # some file systems cannot fsync a directory; files must be flushed
+            raise
     finally:
         os.close(fd)
 
@@ -189,7 +193,8 @@ def _rng_states() -> tuple[dict, dict]:
     npst = np.random.get_state(legacy=False)
     js = {"python": {"version": version, "state": list(internal), "gauss_next": gauss},
           "numpy": {"bit_generator": npst["bit_generator"],
-                    "state": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in npst["state"].items()},
+                    "state": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                              for k, v in npst["state"].items()},
                     "has_gauss": int(npst["has_gauss"]), "gauss": float(npst["gauss"])}}
     tensors = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -249,13 +254,35 @@ def _save_checkpoint(root: Path, task: Task, opt, sched, scaler, state: dict, lo
     The best weights are held in (CPU) memory rather than linked from the previous checkpoint, so a
     checkpoint never depends on another directory that a concurrent process may be pruning.
     """
-    from safetensors.torch import save_file
-
     step = state["step"]
     final = root / f"{_STEP_DIR}{step:09d}"
     tmp = root / f"{_TMP_PREFIX}{_host()}-{os.getpid()}-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_checkpoint(tmp, task, opt, sched, scaler, state, log_lines, best)
+    except Exception:  # e.g. a full disk: no half-written temp stays (a kill's is cleaned up later)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(final)
+    except OSError:
+        if not final.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        # another process of the same key (same inputs, same seed, so the same state) published this
+        # step first, or is already pruning it: either way this step is covered
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("checkpoint %s was written by another process; keeping it", final)
+    _fsync(root)
+    for _, old in _step_dirs(root)[KEEP_CHECKPOINTS:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_checkpoint(tmp: Path, task: Task, opt, sched, scaler, state: dict, log_lines: list[str],
+                      best: dict | None) -> None:
+    from safetensors.torch import save_file
+
     weights = {k: v.detach().contiguous() for k, v in task.model.state_dict().items()}
     save_file(weights, str(tmp / "model.safetensors"))
     tensors: dict = {}
@@ -278,18 +305,6 @@ def _save_checkpoint(root: Path, task: Task, opt, sched, scaler, state: dict, lo
     (tmp / "state.json").write_text(json.dumps({**body, "files": files}))
     _fsync(tmp / "state.json")
     _fsync(tmp)
-    try:
-        tmp.rename(final)
-    except OSError:
-        if not final.exists():
-            raise
-        # another process of the same key (same inputs, same seed, so the same state) published this
-        # step first, or is already pruning it: either way this step is covered
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.warning("checkpoint %s was written by another process; keeping it", final)
-    _fsync(root)
-    for _, old in _step_dirs(root)[KEEP_CHECKPOINTS:]:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_checkpoint(d: Path) -> dict:
@@ -337,7 +352,8 @@ def _check_fits(ck: dict, task: Task, opt) -> None:
         raise CorruptCheckpoint("its optimizer groups do not match the model")
 
 
-def _load_latest(root: Path, task: Task, opt, sched, scaler) -> tuple[dict, list[str], dict | None, Path] | None:
+def _load_latest(root: Path, task: Task, opt, sched, scaler
+                 ) -> tuple[dict, list[str], dict | None, Path] | None:
     """Resume from the newest readable checkpoint, discarding unreadable ones with a warning."""
     import torch
 
