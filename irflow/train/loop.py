@@ -460,8 +460,11 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
                              state["best_step"])
         if step % cfg.log_every == 0 or "validation" in entry or step == cfg.max_steps:
             log_lines.append(json.dumps(entry))
-            with open(live, "a") as f:
-                f.write(log_lines[-1] + "\n")
+            try:  # best effort: a peer that published this key may have removed the directory
+                with open(live, "a") as f:
+                    f.write(log_lines[-1] + "\n")
+            except OSError:
+                pass
         if step % cfg.checkpoint_every == 0 or state["best_is_new"] or state["stopped_early"] \
                 or step == cfg.max_steps:
             _save_checkpoint(ckpt, task, opt, sched, scaler, state, log_lines, best_weights)
