@@ -65,7 +65,7 @@ def test_killed_and_resumed_training_equals_uninterrupted(tmp_path, env, trainin
     assert killed.returncode != 0
     train_dir = tmp_path / "s2" / "train"
     assert not list(train_dir.glob("*/manifest.json"))  # nothing published
-    assert list(train_dir.glob(".ckpt-*/state.json"))  # but a checkpoint survives
+    assert list(train_dir.glob(".ckpt-*/step-*/state.json"))  # but a checkpoint survives
     resumed = _train(tmp_path, env, training_inputs, tiny_bert, tmp_path / "s2", *common)
     assert "resuming from step 6" in resumed.stderr
     b = tmp_path / resumed.stdout.strip()
@@ -144,3 +144,28 @@ def test_cross_encoder_learns_on_held_out_queries(tmp_path, env, training_inputs
     rows = {r["system"]: float(r["nDCG@10"]) for r in csv.DictReader(open(ev / "ndcg.tsv"), delimiter="\t")}
     assert rows["trained"] > rows["untrained"], rows  # 0.5945 vs 0.5668 here
     assert rows["trained"] > rows["bm25"] + 0.03, rows  # BM25 0.5155
+
+
+def test_two_identical_trainings_at_once(tmp_path, env, training_inputs, tiny_bert):
+    """Both finish; the published log is one run's (each step once) and the weights are the single run's."""
+    import subprocess
+
+    from conftest import IRFLOW
+
+    common = ["--objective", "lce", "--max-steps", 12, "--checkpoint-every", 1, "--batch-queries", 2,
+              "--group-size", 4, "--max-length", 64, "--lr", "1e-3"]
+    store = tmp_path / "s2"
+    args = ["train", "--model", tiny_bert, "--examples", training_inputs["examples"], "--queries",
+            training_inputs["queries"], "--docs", training_inputs["docs"], "--precision", "fp32", "--threads", 1,
+            "--store", store, *common]
+    procs = [subprocess.Popen(IRFLOW + [str(a) for a in args], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert outs[0][0].strip() == outs[1][0].strip()
+    a = tmp_path / outs[0][0].strip()
+    single = irflow([str(x) if x != store else tmp_path / "s1" for x in args], env, tmp_path)  # same threads
+    b = tmp_path / single.stdout.strip()
+    assert _log(a) == _log(b)
+    wa, wb = _weights(a / "model"), _weights(b / "model")
+    assert max(float(np.abs(wa[k] - wb[k]).max()) for k in wa) <= 1e-6

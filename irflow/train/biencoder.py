@@ -52,6 +52,9 @@ class DenseConfig:
     negatives_depth: int = 100
     query_max_length: int = 30
     passage_max_length: int = 200
+    # GradCache chunk (irflow.train.gradcache): encode the batch this many rows at a time so that a
+    # large in-batch batch trains in the memory of a small one; None encodes it in one pass
+    cache_chunk: int | None = None
 
     def key_params(self) -> dict:
         """Only what changes the computation: alpha does not enter a pairwise run's key, etc."""
@@ -68,6 +71,9 @@ class DenseConfig:
             k.update(alpha=self.alpha, pair_weight=self.pair_weight)
         if self.objective == "infonce":
             k["temperature"] = self.temperature
+        if self.cache_chunk is not None:
+            # keyed only when given: dropout masks are drawn per chunk, so the numbers may differ
+            k["cache_chunk"] = self.cache_chunk
         return k
 
     def check(self) -> None:
@@ -75,6 +81,10 @@ class DenseConfig:
             raise IrflowError(f"unknown bi-encoder objective {self.objective!r} ({', '.join(OBJECTIVES)})")
         if self.batch_size < 2 and self.objective != "margin-mse":
             raise IrflowError(f"objective {self.objective} needs in-batch negatives: batch_size >= 2")
+        chunk = self.cache_chunk
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise IrflowError(f"cache_chunk must be a positive integer (rows per GradCache chunk), "
+                              f"got {self.cache_chunk!r}")
 
 
 def teacher_pairs(examples, teacher: dict[str, dict[str, float]] | None, negatives_depth: int):
@@ -163,8 +173,17 @@ class BiEncoderTask:
     # ------------------------------------------------------------------------------------- loss
 
     def _encode(self, model, enc):
+        """Representations and mask; with ``cache_chunk``: GradCache (student), chunks (teacher)."""
         enc = {k: v.to(self.device) for k, v in enc.items()}
-        return model.encode(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"]
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        chunk = self.cfg.cache_chunk
+        if chunk is None:
+            return model.encode(ids, mask), mask
+        from .gradcache import cached_encode, chunked_encode
+
+        if model is self.model:
+            return cached_encode(model.encode, (ids, mask), chunk), mask
+        return chunked_encode(model.encode, (ids, mask), chunk), mask  # the teacher, under no_grad
 
     def loss(self, batch) -> tuple[torch.Tensor, int]:
         import torch
