@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -284,10 +283,9 @@ def test_scheduler_assigned_job_ignores_busy_locks(jobs):
     holder = jobs(1)
     assert _report(holder)[0] == "0"
     # a SLURM-style job on the same node: uses what it was given, takes no lock, never waits
-    t0 = time.monotonic()
+    # (with timeout 0 a job that waited for the busy lock would fail instead of reporting)
     slurm = jobs(1, timeout=0, env_extra={"CUDA_VISIBLE_DEVICES": "5"})
     assert _report(slurm) == ["5", "cuda:0", "None", "scheduler"]
-    assert time.monotonic() - t0 < 15
     assert sorted(p.name for p in jobs.lock_dir.iterdir()) == ["gpu0.lock"]
 
 
