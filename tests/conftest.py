@@ -3,7 +3,8 @@
 Also the skip policy: a test run that skips a test is not a passing run. Only tests marked ``gpu``
 may be skipped (when torch sees no CUDA device), and they are counted in the summary; any other
 skip, and any xfail that is not strict, is turned into a failure, unless IRFLOW_ALLOW_SKIPS=1 (for
-local partial runs).
+local partial runs). Tests marked ``slow`` (minutes) run only with IRFLOW_SLOW=1, which `make test`
+and CI set; elsewhere they are deselected and counted in the summary, never skipped.
 """
 
 from __future__ import annotations
@@ -55,8 +56,20 @@ def pytest_unconfigure(config):
         shutil.rmtree(home.parent, ignore_errors=True)
 
 
+_SLOW_DESELECTED = pytest.StashKey[int]()
+
+
 def pytest_collection_modifyitems(config, items):
-    """GPU-only tests are skipped when torch sees no CUDA device (torch imported only if there are any)."""
+    """`slow` tests run only with IRFLOW_SLOW=1 (`make test` and CI set it), deselected and counted otherwise.
+
+    GPU-only tests are skipped when torch sees no CUDA device (torch imported only if there are any).
+    """
+    if os.environ.get("IRFLOW_SLOW") != "1":
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]
+        config.stash[_SLOW_DESELECTED] = len(slow)
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu:
         return
@@ -108,6 +121,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     unexpected = config.stash.get(_UNEXPECTED, [])
     if gpu:
         terminalreporter.write_line(f"GPU-only tests skipped: {len(gpu)}")
+    slow = config.stash.get(_SLOW_DESELECTED, 0)
+    if slow:
+        terminalreporter.write_line(f"Slow tests not run: {slow} (IRFLOW_SLOW=1 runs them; `make test` does)")
     if unexpected:
         verdict = "allowed by IRFLOW_ALLOW_SKIPS=1" if _skips_allowed() else "counted as failures"
         terminalreporter.write_line(f"Unexpected skips/xfails ({verdict}): {len(unexpected)}")

@@ -3,7 +3,8 @@
 The collections are the ones shipped in tests/data/irds (see tests/data/README.md), unpacked by the
 `irds_home` fixture. `dense` is checked against an independent computation: sentence-transformers'
 own encode (fp32) of the same model, exact inner-product search in numpy, and ir_measures. `bm25`
-must reach the reference effectiveness of tests/data/README.md. Both collections always run.
+must reach the reference effectiveness of tests/data/README.md. Vaswani is `slow` (minutes):
+`make test` and CI run it (IRFLOW_SLOW=1), a plain `pytest` leaves it out and says so.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def test_shipped_collections_load_offline(name, irds_home, monkeypatch):
     assert (irds_home / "msmarco-passage" / "irds_version.txt").read_bytes() == b"v2"
 
 
-@pytest.mark.parametrize("name", ["cranfield", "vaswani"])
+# vaswani (11k documents, encoded twice) takes minutes: `slow`, run by `make test` and CI
+@pytest.mark.parametrize("name", ["cranfield", pytest.param("vaswani", marks=pytest.mark.slow)])
 def test_shipped_experiment_matches_independent_reference(name, workflow, monkeypatch, irds_home):
     shipped = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     workflow.write_config({"experiments": {name: shipped["experiments"][name]}})
