@@ -20,6 +20,8 @@ demo: install
 	$(BIN)/snakemake --cores 2 results/demo/ndcg.tsv
 	@echo; echo "results/demo/ndcg.tsv:"; cat results/demo/ndcg.tsv
 
+# Every test runs, the `slow` ones included (IRFLOW_SLOW=1); any skip but a GPU-only test's fails
+# the run (tests/conftest.py), and so does pytest's "no tests ran" (exit status 5).
 test: install
 	$(BIN)/snakemake --lint
 	$(BIN)/python -m pytest -q -ra

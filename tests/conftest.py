@@ -1,4 +1,11 @@
-"""Shared fixtures: an offline ir_datasets home, a scratch workflow directory, CLI runners."""
+"""Shared fixtures: an offline ir_datasets home, a scratch workflow directory, CLI runners.
+
+Also the skip policy: a test run that skips a test is not a passing run. Only tests marked ``gpu``
+may be skipped (when torch sees no CUDA device), and they are counted in the summary; any other
+skip, and any xfail that is not strict, is turned into a failure, unless IRFLOW_ALLOW_SKIPS=1 (for
+local partial runs). Tests marked ``slow`` (minutes) run only with IRFLOW_SLOW=1, which `make test`
+and CI set; elsewhere they are deselected and counted in the summary, never skipped.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +13,159 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("IRFLOW_SHARED", ROOT.parent / "shared"))
+DATA = Path(__file__).resolve().parent / "data"
+IRDS_ARCHIVES = DATA / "irds"  # one <ir_datasets folder>.tar.xz per collection: see data/README.md
 IRFLOW = [sys.executable, "-m", "irflow.cli"]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
+# ---------------------------------------------------------------------------------- skip policy
+
+_GPU_SKIPPED = pytest.StashKey[list]()
+_UNEXPECTED = pytest.StashKey[list]()
+
+
+def _skips_allowed() -> bool:
+    return os.environ.get("IRFLOW_ALLOW_SKIPS") == "1"
+
+
+_IRDS_HOME = pytest.StashKey[Path]()
+
+
+def pytest_configure(config):
+    config.stash[_GPU_SKIPPED] = []
+    config.stash[_UNEXPECTED] = []
+    # ir_datasets fixes its dataset paths when it is first imported, whichever test does that: so
+    # the test home is set before any test runs (the `irds_home` fixture fills it on first use), and
+    # no test reads or downloads into the user's ~/.ir_datasets
+    home = Path(tempfile.mkdtemp(prefix="irflow-test-irds-")) / "irds_home"
+    config.stash[_IRDS_HOME] = home
+    os.environ["IR_DATASETS_HOME"] = str(home)
+
+
+def pytest_unconfigure(config):
+    home = config.stash.get(_IRDS_HOME, None)
+    if home is not None:
+        shutil.rmtree(home.parent, ignore_errors=True)
+
+
+_SLOW_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests run only with IRFLOW_SLOW=1 (`make test` and CI set it), deselected and counted otherwise.
+
+    GPU-only tests are skipped when torch sees no CUDA device (torch imported only if there are any).
+    """
+    if os.environ.get("IRFLOW_SLOW") != "1":
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]
+        config.stash[_SLOW_DESELECTED] = len(slow)
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason="GPU-only test: torch.cuda.is_available() is false"))
+
+
+def _strict_xfail(item) -> bool:
+    marker = item.get_closest_marker("xfail")
+    if marker is None:  # pytest.xfail() called inside the test: never strict
+        return False
+    return bool(marker.kwargs.get("strict", item.config.getini("xfail_strict")))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Turn an unexpected skip (or a non-strict xfail/xpass) into a failure of that test."""
+    report = yield
+    if report.when == "teardown" and not report.skipped:
+        return report
+    xfail = hasattr(report, "wasxfail")
+    if xfail and _strict_xfail(item):
+        return report
+    if report.skipped and not xfail and item.get_closest_marker("gpu"):
+        item.config.stash[_GPU_SKIPPED].append(item.nodeid)
+        return report
+    if not (report.skipped or xfail):
+        return report
+    if xfail:
+        what = f"non-strict xfail ({report.wasxfail or 'no reason'}): mark it strict=True or fix the test"
+    else:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        what = f"unexpected skip ({reason}): only tests marked `gpu` may skip"
+    item.config.stash[_UNEXPECTED].append(f"{item.nodeid}: {what}")
+    if _skips_allowed():
+        return report
+    if xfail:
+        del report.wasxfail
+    report.outcome = "failed"
+    report.longrepr = f"{what}; set IRFLOW_ALLOW_SKIPS=1 to allow skips in a local partial run"
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    gpu = config.stash.get(_GPU_SKIPPED, [])
+    unexpected = config.stash.get(_UNEXPECTED, [])
+    if gpu:
+        terminalreporter.write_line(f"GPU-only tests skipped: {len(gpu)}")
+    slow = config.stash.get(_SLOW_DESELECTED, 0)
+    if slow:
+        terminalreporter.write_line(f"Slow tests not run: {slow} (IRFLOW_SLOW=1 runs them; `make test` does)")
+    if unexpected:
+        verdict = "allowed by IRFLOW_ALLOW_SKIPS=1" if _skips_allowed() else "counted as failures"
+        terminalreporter.write_line(f"Unexpected skips/xfails ({verdict}): {len(unexpected)}")
+        for line in unexpected:
+            terminalreporter.write_line(f"  {line}")
+
+
+# ------------------------------------------------------------------------------------- fixtures
+
+
+def extract_irds_home(dst: Path, names=None) -> Path:
+    """Unpack the shipped collections (all, or ``names``) into ``dst``, an ir_datasets home.
+
+    ir_datasets writes into its home (doc stores beside the files), hence a fresh writable copy.
+    """
+    archives = sorted(IRDS_ARCHIVES.glob("*.tar.xz"))
+    if names is not None:
+        archives = [a for a in archives if a.name.removesuffix(".tar.xz") in names]
+    assert archives, f"no collection archives in {IRDS_ARCHIVES}"
+    dst.mkdir(parents=True, exist_ok=True)
+    for archive in archives:
+        with tarfile.open(archive, "r:xz") as tar:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: no absolute paths, links or ../
+                tar.extractall(dst, filter="data")
+            else:
+                for m in tar.getmembers():
+                    assert (m.isfile() or m.isdir()) and not m.name.startswith("/") and ".." not in m.name, m.name
+                tar.extractall(dst)
+    version = dst / "msmarco-passage" / "irds_version.txt"
+    if version.exists():  # any other content and ir_datasets wipes the folder on first use
+        assert version.read_bytes() == b"v2", version.read_bytes()
+    return dst
+
 
 @pytest.fixture(scope="session")
-def irds_home(tmp_path_factory) -> Path:
-    """A writable copy of the shared offline ir_datasets home (vaswani, cranfield)."""
-    src = SHARED / "data" / "irds_home"
-    if not src.is_dir():
-        pytest.skip(f"no offline ir_datasets home at {src}")
-    dst = tmp_path_factory.mktemp("irds") / "irds_home"
-    shutil.copytree(src, dst)
-    return dst
+def irds_home(pytestconfig) -> Path:
+    """A writable ir_datasets home with the collections shipped in tests/data/irds.
+
+    vaswani, cranfield, and the MS MARCO passage subset with TREC DL 2020 (tests/data/README.md);
+    it is $IR_DATASETS_HOME of the test process as well.
+    """
+    return extract_irds_home(pytestconfig.stash[_IRDS_HOME])
 
 
 @pytest.fixture()

@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -449,10 +448,9 @@ def test_scheduler_assigned_job_ignores_busy_locks(jobs):
     holder = jobs(1)
     assert _report(holder)[0] == "0"
     # a SLURM-style job on the same node: uses what it was given, takes no lock, never waits
-    t0 = time.monotonic()
+    # (with timeout 0 a job that waited for the busy lock would fail instead of reporting)
     slurm = jobs(1, timeout=0, env_extra={"CUDA_VISIBLE_DEVICES": "5", **SLURM_GPU_JOB})
     assert _report(slurm) == ["5", "cuda:0", "None", "scheduler"]
-    assert time.monotonic() - t0 < 15
     assert sorted(p.name for p in jobs.lock_dir.iterdir()) == ["gpu0.lock"]
 
 

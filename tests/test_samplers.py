@@ -300,22 +300,31 @@ def test_batch_is_a_pure_function_of_seed_and_step(name):
                == (t.pos, t.neg, t.pos_score, t.neg_score) for r in rows)
 
 
-def test_batches_are_fast_for_a_100k_pair_pool():
+def test_batches_from_a_100k_pair_pool_are_rows_of_the_pool():
+    """At scale, every triple is one row of the pool and a TAS batch takes whole cluster draws.
+
+    (Its speed, under 1 ms a batch, is measured by bench/bench_timings.py, not asserted here.)
+    """
     r = np.random.default_rng(0)
     n = 100_000
     qids = [f"q{i % 3000}" for i in range(n)]
+    pos_scores, neg_scores = r.normal(size=n), r.normal(size=n)
     pool = PairPool.from_arrays(qids, [f"p{i}" for i in range(n)], [f"n{i}" for i in range(n)],
-                                r.normal(size=n), r.normal(size=n))
+                                pos_scores, neg_scores)
     clusters = {f"q{i}": i % 100 for i in range(3000)}
     for name in ("random", "tas", "tas-balanced"):
         s = make_sampler(name, pool, clusters, 32)
-        best = float("inf")
-        for rep in range(3):
-            t0 = time.perf_counter()
-            for step in range(300):
-                s.batch(rng_at(step))
-            best = min(best, (time.perf_counter() - t0) / 300)
-        assert best < 1e-3, (name, best)
+        for step in range(20):
+            batch = s.batch(rng_at(step))
+            assert len(batch) == 32
+            for t in batch:
+                i = int(t.pos[1:])
+                assert (t.qid, t.neg, t.pos_score, t.neg_score) == (
+                    f"q{i % 3000}", f"n{i}", pos_scores[i], neg_scores[i]), (name, t)
+            if name != "random":  # clusters of 30 queries: 32 come from two draws, one after the other
+                seq = [clusters[t.qid] for t in batch]
+                runs = 1 + sum(a != b for a, b in zip(seq, seq[1:]))
+                assert runs <= 2 and seq[:30] == [seq[0]] * 30, (name, step, seq)
 
 
 # ----------------------------------------------------------------------------------- prefetcher
