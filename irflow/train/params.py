@@ -69,6 +69,8 @@ class DenseStage(Optimisation):
     negatives_depth: int = Field(100, ge=1, description="Negatives from the first stage's top N.")
     lr: float = Field(7e-6, gt=0, description="Peak learning rate (linear warm-up and decay).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    cache_chunk: int | None = Field(None, ge=1, description="Gradient caching (GradCache): encode the batch in "
+                                    "chunks of this many texts, so a large batch trains in a small batch's memory.")
 
     @model_validator(mode="after")
     def _batch(self):
@@ -183,7 +185,7 @@ class _DenseTrain(DenseStage, _Train):
 
         return DenseConfig(self.objective, self.sampler, self.batch_size, self.clusters_per_batch, self.bins,
                            self.alpha, self.pair_weight, self.inbatch_form, self.temperature, self.negatives_depth,
-                           self.query_max_length, self.passage_max_length)
+                           self.query_max_length, self.passage_max_length, self.cache_chunk)
 
     def key_params(self, ctx: KeyContext | None = None) -> dict:
         return {"family": self.family, "model": self._model_key(), "dense": self.dense.key_params(),
