@@ -171,14 +171,18 @@ def irds_home(pytestconfig) -> Path:
     return extract_irds_home(pytestconfig.stash[_IRDS_HOME])
 
 
-@pytest.fixture()
-def env(irds_home, tmp_path) -> dict:
-    """Environment of subprocesses: offline, with the copied ir_datasets home."""
+def offline_env(irds_home: Path, scratch: Path) -> dict:
+    """Environment of subprocesses: offline, with the copied ir_datasets home and private GPU locks."""
     e = dict(os.environ)
     e.update(IR_DATASETS_HOME=str(irds_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-             IRFLOW_GPU_LOCK_DIR=str(tmp_path / "gpu-locks"), TOKENIZERS_PARALLELISM="false",
+             IRFLOW_GPU_LOCK_DIR=str(scratch / "gpu-locks"), TOKENIZERS_PARALLELISM="false",
              PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     return e
+
+
+@pytest.fixture()
+def env(irds_home, tmp_path) -> dict:
+    return offline_env(irds_home, tmp_path)
 
 
 def irflow(args, env, cwd, check=True) -> subprocess.CompletedProcess:
@@ -186,6 +190,34 @@ def irflow(args, env, cwd, check=True) -> subprocess.CompletedProcess:
     if check and r.returncode != 0:
         raise AssertionError(f"irflow {args} failed ({r.returncode}):\n{r.stderr[-3000:]}")
     return r
+
+
+class Store:
+    """``irflow`` commands against one store: ``store("prepare", ...)`` returns the artifact's path."""
+
+    def __init__(self, root: Path, env: dict):
+        self.root, self.env, self.path = root, env, root / "store"
+
+    def __call__(self, *args) -> Path:
+        return self.root / irflow([*args, "--store", self.path], self.env, self.root).stdout.strip()
+
+    def run(self, *args, check=False) -> subprocess.CompletedProcess:
+        return irflow([*args, "--store", self.path], self.env, self.root, check=check)
+
+    def tiny_first_stage(self, k: int = 30) -> dict[str, Path]:
+        """The tiny synthetic collection prepared, indexed with BM25 and searched (top ``k``)."""
+        docs = self("prepare", "--dataset", "synthetic:tiny", "--kind", "docs")
+        queries = self("prepare", "--dataset", "synthetic:tiny", "--kind", "queries")
+        index = self("index", "bm25", "--texts", docs)
+        bm25 = self("search", "--index", index, "--queries", queries, "--k", k)
+        return {"docs": docs, "queries": queries, "index": index, "bm25": bm25}
+
+
+@pytest.fixture(scope="module")
+def tiny_store(irds_home, tmp_path_factory) -> Store:
+    """A store shared by a module's tests (read-mostly: tests add artifacts, never alter them)."""
+    root = tmp_path_factory.mktemp("store")
+    return Store(root, offline_env(irds_home, root))
 
 
 class Workflow:

@@ -9,26 +9,10 @@ from conftest import irflow
 
 
 @pytest.fixture(scope="module")
-def small_store(tmp_path_factory):
+def small_store(tiny_store):
     """Prepared tiny docs and queries, a BM25 index and a run: what the checks below feed back in."""
-    import os
-    import sys
-    from pathlib import Path
-
-    root = tmp_path_factory.mktemp("cli")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", IRFLOW_GPU_LOCK_DIR=str(root / "locks"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    store = root / "store"
-
-    def run(*args):
-        return root / irflow([*args, "--store", store], env, root).stdout.strip()
-
-    docs = run("prepare", "--dataset", "synthetic:tiny", "--kind", "docs")
-    queries = run("prepare", "--dataset", "synthetic:tiny", "--kind", "queries")
-    index = run("index", "bm25", "--texts", docs)
-    bm25 = run("search", "--index", index, "--queries", queries, "--k", 20)
-    return {"root": root, "env": env, "store": store, "docs": docs, "queries": queries, "index": index,
-            "bm25": bm25}
+    return {"root": tiny_store.root, "env": tiny_store.env, "store": tiny_store.path,
+            **tiny_store.tiny_first_stage(k=20)}
 
 
 def _refused(s, args, *words):

@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import IRFLOW, irflow
+from conftest import IRFLOW, Store, irflow
 
 
 def _both(args, env, cwd) -> list[subprocess.CompletedProcess]:
@@ -38,15 +38,11 @@ def test_two_identical_prepares_both_succeed(tmp_path, env):
 
 
 def test_two_identical_trainings_both_succeed_with_one_log(tmp_path, env, tiny_bert):
-    store = tmp_path / "store"
-
-    def run(*args):
-        return tmp_path / irflow([*args, "--store", store], env, tmp_path).stdout.strip()
-
-    queries = run("prepare", "--dataset", "synthetic:tiny", "--kind", "queries")
-    docs = run("prepare", "--dataset", "synthetic:tiny", "--kind", "docs")
-    bm25 = run("search", "--index", run("index", "bm25", "--texts", docs), "--queries", queries, "--k", 30)
-    examples = run("preprocess", "--qrels", "synthetic:tiny", "--queries", queries, "--run", bm25,
+    run = Store(tmp_path, env)
+    store = run.path
+    first = run.tiny_first_stage()
+    queries, docs = first["queries"], first["docs"]
+    examples = run("preprocess", "--qrels", "synthetic:tiny", "--queries", queries, "--run", first["bm25"],
                    "--test-size", "0.3", "--min-grade", 2)
     args = ["train", "cross-encoder", "--model", tiny_bert, "--examples", examples, "--queries", queries,
             "--docs", docs, "--max-steps", 6, "--checkpoint-every", 2, "--batch-queries", 2, "--group-size", 4,

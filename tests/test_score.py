@@ -3,8 +3,6 @@ with exactly the scores of an uninterrupted run; the pairs are those the example
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow.parquet as pq
 import pytest
 
@@ -12,24 +10,12 @@ from conftest import irflow
 
 
 @pytest.fixture(scope="module")
-def scoring_inputs(tmp_path_factory, tiny_bert):
-    import os
-    import sys
-
-    root = tmp_path_factory.mktemp("score")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", IRFLOW_GPU_LOCK_DIR=str(root / "locks"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    store = root / "store"
-
-    def run(*args):
-        return root / irflow([*args, "--store", store], env, root).stdout.strip()
-
-    queries = run("prepare", "--dataset", "synthetic:tiny", "--kind", "queries")
-    docs = run("prepare", "--dataset", "synthetic:tiny", "--kind", "docs")
-    bm25 = run("search", "--index", run("index", "bm25", "--texts", docs), "--queries", queries, "--k", 20)
-    examples = run("preprocess", "--qrels", "synthetic:tiny", "--queries", queries, "--run", bm25,
-                   "--test-size", "0.3", "--min-grade", 2, "--depth", 20)
-    return {"root": root, "env": env, "queries": queries, "docs": docs, "examples": examples, "model": tiny_bert}
+def scoring_inputs(tiny_store, tiny_bert):
+    first = tiny_store.tiny_first_stage(k=20)
+    examples = tiny_store("preprocess", "--qrels", "synthetic:tiny", "--queries", first["queries"], "--run",
+                          first["bm25"], "--test-size", "0.3", "--min-grade", 2, "--depth", 20)
+    return {"root": tiny_store.root, "env": tiny_store.env, "queries": first["queries"], "docs": first["docs"],
+            "examples": examples, "model": tiny_bert}
 
 
 def _score(s, store, *extra, check=True):
