@@ -100,7 +100,7 @@ def main() -> int:
         if not (d / "texts.arrow").is_file():
             d.mkdir(exist_ok=True)
             t = time.perf_counter()
-            stats = prepare(PrepareParams(args.dataset, kind), d)
+            stats = prepare(PrepareParams(dataset=args.dataset, kind=kind), d)
             log(f"prepare {args.dataset} {kind}: {stats['rows']} rows in {time.perf_counter() - t:.1f} s")
 
     # ---- index build

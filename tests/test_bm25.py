@@ -29,7 +29,7 @@ def _prepare(dataset: str, root: Path, batch_rows: int | None = None) -> tuple[P
     for kind in ("docs", "queries"):
         d = root / kind
         d.mkdir(parents=True)
-        prepare(PrepareParams(dataset, kind), d)
+        prepare(PrepareParams(dataset=dataset, kind=kind), d)
         dirs.append(d)
     if batch_rows:
         ids, texts = load_texts(dirs[0])

@@ -127,10 +127,10 @@ def test_full_disk_is_an_oserror_not_sigbus(tmp_path):
     prepared, out = tmp_path / "prepared", tmp_path / "out"
     prepared.mkdir()
     out.mkdir()
-    prepare(PrepareParams("synthetic:tiny", "docs", "all-MiniLM-L6-v2", 32), prepared)
+    prepare(PrepareParams(dataset="synthetic:tiny", kind="docs", tokenizer="all-MiniLM-L6-v2", max_length=32), prepared)
     (out / "emb.npy").symlink_to("/dev/full")
     with pytest.raises(OSError) as e:
-        encode_shard(EncodeParams("all-MiniLM-L6-v2", precision="fp32"), prepared, out, device="cpu",
+        encode_shard(EncodeParams(model="all-MiniLM-L6-v2", precision="fp32"), prepared, out, device="cpu",
                      autocast_dtype=None, progress=False)
     assert e.value.errno == errno.ENOSPC
 
@@ -146,9 +146,9 @@ def test_emb_npy_chunks_reassemble_in_row_order(tmp_path, monkeypatch):
     prepared, out = tmp_path / "prepared", tmp_path / "out"
     prepared.mkdir()
     out.mkdir()
-    prepare(PrepareParams("synthetic:tiny", "docs", "all-MiniLM-L6-v2", 32), prepared)
+    prepare(PrepareParams(dataset="synthetic:tiny", kind="docs", tokenizer="all-MiniLM-L6-v2", max_length=32), prepared)
     monkeypatch.setattr(irflow.encode, "CHUNK_ROWS", 7)
-    stats = encode_shard(EncodeParams("all-MiniLM-L6-v2", precision="fp32"), prepared, out, device="cpu",
+    stats = encode_shard(EncodeParams(model="all-MiniLM-L6-v2", precision="fp32"), prepared, out, device="cpu",
                          autocast_dtype=None, max_batch=3, progress=False)
     emb = np.load(out / "emb.npy")
     _, texts = load_texts(prepared)

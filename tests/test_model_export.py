@@ -17,8 +17,8 @@ def _irflow_vectors(tmp_path, model: str, tokenizer: str, max_length: int, pooli
     prepared, out = tmp_path / "prepared", tmp_path / "encoded"
     prepared.mkdir()
     out.mkdir()
-    prepare(PrepareParams("synthetic:tiny", "docs", tokenizer, max_length), prepared)
-    encode_shard(EncodeParams(model, pooling, normalize, precision="fp32"), prepared, out, device="cpu", autocast_dtype=None,
+    prepare(PrepareParams(dataset="synthetic:tiny", kind="docs", tokenizer=tokenizer, max_length=max_length), prepared)
+    encode_shard(EncodeParams(model=model, pooling=pooling, normalize=normalize, precision="fp32"), prepared, out, device="cpu", autocast_dtype=None,
                  progress=False)
     return load_texts(prepared)[1], np.load(out / "emb.npy").astype(np.float32)
 

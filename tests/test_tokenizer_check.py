@@ -18,7 +18,7 @@ from irflow.prepare import PrepareParams, prepare
 def prepared(tmp_path, tiny_bert):
     out = tmp_path / "prepared"
     out.mkdir()
-    stats = prepare(PrepareParams("synthetic:tiny", "queries", str(tiny_bert), 16), out)
+    stats = prepare(PrepareParams(dataset="synthetic:tiny", kind="queries", tokenizer=str(tiny_bert), max_length=16), out)
     assert stats["tokenizer"] == json.loads((out / TOKENS_RECORD).read_text())
     return out
 
@@ -75,7 +75,7 @@ def test_cluster_reuses_prepared_tokens_only_from_the_same_tokenizer(prepared, t
     from irflow.cluster import ClusterParams, _query_tokens
 
     rows = np.arange(3)
-    _, _, source = _query_tokens(ClusterParams(str(tiny_bert), max_length=16), prepared, rows)
+    _, _, source = _query_tokens(ClusterParams(model=str(tiny_bert), max_length=16), prepared, rows)
     assert source == "prepared"
-    _, _, source = _query_tokens(ClusterParams("all-MiniLM-L6-v2", max_length=16), prepared, rows)
+    _, _, source = _query_tokens(ClusterParams(model="all-MiniLM-L6-v2", max_length=16), prepared, rows)
     assert source == "tokenizer"

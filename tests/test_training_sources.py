@@ -335,7 +335,7 @@ def pp(tmp_path):
         src.write_text(text)
         dirs[kind] = tmp_path / f"prepared-{kind}"
         dirs[kind].mkdir()
-        prepare(PrepareParams(str(src), kind), dirs[kind])
+        prepare(PrepareParams(dataset=str(src), kind=kind), dirs[kind])
     (tmp_path / "qrels.txt").write_text(PP_QRELS)
     (tmp_path / "run.trec").write_text(PP_RUN)
     return tmp_path, dirs
@@ -346,7 +346,7 @@ def _preprocess(tmp_path, dirs, *, with_docs=True, min_grade=1, **kw):
 
     out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
     out.mkdir()
-    p = PreprocessParams(str(tmp_path / "qrels.txt"), min_grade=min_grade, valid_size=0)
+    p = PreprocessParams(qrels=str(tmp_path / "qrels.txt"), min_grade=min_grade, valid_size=0, test_size=0)
     stats = preprocess(p, dirs["queries"], tmp_path / "run.trec", out,
                        docs_dir=dirs["docs"] if with_docs else None, **kw)
     return stats, {e.qid: e for e in load_examples(out, "train")}
