@@ -17,7 +17,6 @@ their sizes are unconstrained, as in the reference, and the manifest reports the
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -25,6 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from .errors import IrflowError
+from .progress import progress as progress_bar
 from .params import Input, WithPrecision, KeyContext
 
 log = logging.getLogger("irflow")
@@ -194,7 +194,6 @@ def cluster_queries(p: ClusterParams, examples_dir: Path, queries_dir: Path, out
     """Encode the training queries, k-means them, write ``out/clusters.parquet``; return manifest stats."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from tqdm import tqdm
 
     from .models.biencoder import Encoder, EncoderSpec
     from .prepare import load_ids
@@ -211,7 +210,7 @@ def cluster_queries(p: ClusterParams, examples_dir: Path, queries_dir: Path, out
     seqs, lengths, source = _query_tokens(p, queries_dir, rows)
 
     enc = Encoder(EncoderSpec(model_path(p.model), p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
-    bar = tqdm(total=len(rows), unit="query", file=sys.stderr, disable=not progress, mininterval=2.0)
+    bar = progress_bar(len(rows), "cluster: encoding training queries", "query", disable=not progress)
     vectors = enc.encode_ids(seqs, progress=bar.update, lengths=lengths)
     bar.close()
 

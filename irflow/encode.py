@@ -14,7 +14,6 @@ import errno
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -23,6 +22,7 @@ from pydantic import Field, model_validator
 
 from .data import arrow
 from .errors import IrflowError
+from .progress import progress as progress_bar
 from .params import Input, WithPrecision
 
 log = logging.getLogger("irflow")
@@ -75,7 +75,6 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import pyarrow as pa
-    from tqdm import tqdm
 
     from .models.biencoder import DEFAULT_MAX_BATCH, Encoder, EncoderSpec, default_max_tokens, length_batches
 
@@ -102,7 +101,7 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     pinned = f"{path}@{kw['revision']}" if kw else path  # search loads exactly what was encoded with
     enc = Encoder(EncoderSpec(pinned, p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
     dim = enc.model.config.hidden_size
-    bar = tqdm(total=len(lengths), unit="psg", file=sys.stderr, disable=not progress, mininterval=2.0)
+    bar = progress_bar(len(lengths), f"encode shard {p.shard}/{p.num_shards}", "psg", disable=not progress)
     n_batches = 0
     # Ordinary buffered writes, chunk by chunk in row order: a full disk is an OSError (ENOSPC) that the
     # store reports, where a write through a memory map would kill the process with SIGBUS.

@@ -357,14 +357,21 @@ def evaluate_step(runs: Mapping[str, Path], qrels_spec: str, queries_dir: Path, 
     from .search import RUN
     from .trec import dedupe_qrels, read_run
 
+    from .progress import progress as progress_bar
+
     loaded, warnings = {}, []
+    bar = progress_bar(len(runs) + 2, "evaluate", "step")
     for name, d in runs.items():
         loaded[name], stats = read_run(Path(d) / RUN)
         warnings += stats.warnings
+        bar.update(1)
     qrels, qstats = dedupe_qrels(iter_qrels(qrels_spec), source=qrels_spec)
     warnings += qstats.warnings
+    bar.update(1)
     result = evaluate_runs(loaded, qrels, measures, baseline=baseline, query_ids=load_ids(queries_dir),
                            qrels_source=qrels_spec)
     write_tables(result, out)
+    bar.update(1)
+    bar.close()
     return {"queries": len(result.query_ids), "warnings": warnings + result.warnings,
             "means": result.means}

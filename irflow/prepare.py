@@ -19,7 +19,8 @@ from pydantic import Field
 from .data import arrow
 from .data.sources import identity, iter_texts
 from .errors import IrflowError
-from .params import StepParams, KeyContext
+from .params import KeyContext, StepParams
+from .progress import progress as progress_bar
 
 log = logging.getLogger("irflow")
 
@@ -98,6 +99,7 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
         records = list(records)
         parts = assign((r[0] for r in records), seed=seed, test=test, valid=valid)
         records = [r for r in records if parts[r[0]] == part]
+    bar = progress_bar(None, f"prepare {p.kind} ({p.dataset})", "row")
     try:
         for rid, text, where, line in records:
             if not rid:
@@ -114,8 +116,11 @@ def prepare(p: PrepareParams, out: Path, *, chunk: int = 2048) -> dict:
             n += 1
             if len(ids) >= chunk:
                 flush()
+                bar.update(chunk)
         flush()
+        bar.update(n % chunk)
     finally:
+        bar.close()
         texts.close()
         if tokens is not None:
             tokens.close()

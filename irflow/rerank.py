@@ -16,6 +16,7 @@ from pydantic import Field
 
 from .errors import IrflowError
 from .params import Input, WithPrecision
+from .progress import progress as progress_bar
 
 
 
@@ -80,8 +81,10 @@ def rerank(model: str, run_dir: Path, queries_dir: Path, docs_dir: Path, out: Pa
     docs = DocTexts(docs_dir)
     ce = CrossEncoder(model_path(model), max_length=max_length).to(device)
     pairs = [(q, d) for q in run if q in queries for d, _ in run[q][:depth]]
+    bar = progress_bar(len(pairs), "rerank", "pair")
     scores = score_pairs(ce, [queries[q] for q, _ in pairs], [docs[d] for _, d in pairs], device=device,
-                         autocast_dtype=autocast_dtype)
+                         autocast_dtype=autocast_dtype, progress=bar.update)
+    bar.close()
     reranked: dict[str, list[tuple[str, float]]] = {}
     for (q, d), s in zip(pairs, scores):
         reranked.setdefault(q, []).append((d, s))

@@ -13,6 +13,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from .params import Input, WithPrecision
+from .progress import progress as progress_bar
 from .rerank import DocTexts, model_path
 
 TEACHER = "teacher.parquet"
@@ -81,14 +82,12 @@ def score_teacher(models: list[str], examples_dir: Path, queries_dir: Path, docs
     ``stop_after`` exits after that many newly scored chunks, as a kill would (resume tests).
     """
     import os
-    import sys
     import tempfile
 
     import numpy as np
     import pyarrow as pa
     import pyarrow.feather as feather
     import pyarrow.parquet as pq
-    from tqdm import tqdm
 
     from .prepare import load_texts
 
@@ -102,8 +101,7 @@ def score_teacher(models: list[str], examples_dir: Path, queries_dir: Path, docs
     done_new = 0
     for mi, m in enumerate(models):  # a mean ensemble: each teacher in turn, so only one is in memory
         score = None
-        bar = tqdm(total=n_pairs, unit="pair", file=sys.stderr, disable=not progress, mininterval=5.0,
-                   desc=f"teacher {mi + 1}/{len(models)}")
+        bar = progress_bar(n_pairs, f"score: teacher {mi + 1}/{len(models)}", "pair", disable=not progress)
         for ci, pairs in enumerate(_chunks(iter_pairs(examples_dir, depth), chunk)):
             f = partial / f"m{mi}-c{ci:06d}.arrow"
             if f.is_file():

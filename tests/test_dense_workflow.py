@@ -40,11 +40,13 @@ def test_dense_training_chain_runs_in_the_workflow(workflow, tiny_bert):
     # re-ranker 1 stage + ColBERT teacher + 2 bi-encoder stages; one clustering, one teacher scoring
     assert planned["train"] == 4 and planned["cluster"] == 1 and planned["score"] == 1, planned
     assert planned["encode"] == 2 and planned["preprocess"] == 1, planned
+    workflow.env["IRFLOW_PROGRESS_EVERY"] = "0"  # every progress update becomes a plain log line
     workflow.snakemake(target)
     rows = read_tsv(workflow.path / target)
     assert [r["system"] for r in rows] == ["bm25", "dense-zeroshot", "dense", "rerank"]
     assert all(int(r["queries"]) == 10 for r in rows)
     assert workflow.planned_jobs(target) == {}
+    _assert_progress_in_logs(workflow.path / "logs")
 
     # alpha only changes the dual stage: it re-trains, re-encodes, re-searches, re-ranks, re-evaluates
     changed = copy.deepcopy(config)
@@ -53,6 +55,28 @@ def test_dense_training_chain_runs_in_the_workflow(workflow, tiny_bert):
     planned = workflow.planned_jobs(target)
     assert planned == {"train": 1, "encode": 1, "index": 1, "search": 1, "rerank": 1, "evaluate": 1,
                        "results": 1}, planned
+
+
+#: what each long step's log says while it works (irflow.progress: plain lines under Snakemake)
+PROGRESS = {"prepare": r"prepare (docs|queries) \(synthetic:tiny\): \d+ row",
+            "index": r"(bm25 index: tokenising: \d+/\d+ batch|done in)", "search": r"(bm25 search: \d+/\d+ query|done in)",
+            "encode": r"encode shard 0/1: \d+/\d+ psg \(\d+%\), [\d.]+ psg/s, ETA",
+            "score": r"score: teacher 1/1: \d+/\d+ pair", "rerank": r"rerank: \d+/\d+ pair",
+            "train": r"train: \d+/3 step \(\d+%\)", "cluster": r"cluster: encoding training queries: \d+/\d+ query",
+            "evaluate": r"evaluate: \d+/\d+ step"}
+
+
+def _assert_progress_in_logs(logs) -> None:
+    import re
+
+    for step, pattern in PROGRESS.items():
+        files = sorted((logs / step).glob("*.log"))
+        assert files, step
+        for f in files:
+            text = f.read_text()
+            if step in ("index", "search") and "bm25" not in text:
+                continue  # faiss index / dense search: fast steps without a bar
+            assert re.search(pattern, text), (step, f, text[-1500:])
 
 
 def _shrink(system: dict, tiny_bert) -> dict:

@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import IrflowError
+from ..progress import progress as progress_bar
 from ..params import Input, StepParams, KeyContext
 from . import read_info, write_info
 
@@ -155,7 +156,9 @@ def build_from_prepared(p: BM25Params, texts_dir: Path, out: Path, *, workers: i
             df = np.zeros(1024, dtype=np.int64)
             lengths: list[np.ndarray] = []
             with pq.ParquetWriter(str(out / "ids.parquet"), ids_schema) as ids_out:
+                bar = progress_bar(n_batches, "bm25 index: tokenising", "batch")
                 for b, (local_vocab, flat, doc_len) in enumerate(_batches(texts_file, n_batches, p, workers)):
+                    bar.update(1)
                     ids_out.write_table(pa.Table.from_batches([reader.get_batch(b).select(["id"])], ids_schema))
                     # new stems get the next ids in sorted order: deterministic (bm25s numbers a
                     # stemmed vocabulary in set order, which changes with PYTHONHASHSEED)
@@ -173,6 +176,7 @@ def build_from_prepared(p: BM25Params, texts_dir: Path, out: Path, *, workers: i
                     np.save(scratch / f"{b}.tf.npy", tf.astype(np.int32))
                     np.save(scratch / f"{b}.docs.npy", per_doc)
                     lengths.append(doc_len)
+            bar.close()
             n_vocab = len(vocab)
             df = df[:n_vocab]
             doc_len = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
@@ -294,9 +298,12 @@ def search(index_dir: Path, queries: list[str], k: int, *, threads: int | None =
     k_eff = min(k, read_info(index_dir).get("size", k))
     scores = np.zeros((len(queries), k_eff), dtype=np.float32)
     rows = np.full((len(queries), k_eff), -1, dtype=np.int64)
+    bar = progress_bar(len(queries), "bm25 search", "query")
     for start, s, r in iter_search(index_dir, queries, k, threads=threads, chunk=chunk):
         scores[start : start + len(s)] = s
         rows[start : start + len(r)] = r
+        bar.update(len(s))
+    bar.close()
     return scores, rows
 
 

@@ -200,8 +200,10 @@ scores = score_pairs(model, ["a query"], ["a passage"], device="cpu")
 
 
 def score_pairs(model: CrossEncoder, queries: list[str], docs: list[str], *, device: str, autocast_dtype=None,
-                max_tokens: int = 16384, max_batch: int = 256) -> list[float]:
-    """Scores in input order; pairs are batched by a token budget over length-sorted inputs."""
+                max_tokens: int = 16384, max_batch: int = 256, progress=None) -> list[float]:
+    """Scores in input order; pairs are batched by a token budget over length-sorted inputs.
+
+    ``progress(n)`` is called after each batch with its number of pairs."""
     import numpy as np
 
     from .biencoder import length_batches
@@ -218,4 +220,6 @@ def score_pairs(model: CrossEncoder, queries: list[str], docs: list[str], *, dev
             enc = model.tokenize([queries[i] for i in idx], [docs[i] for i in idx])
             enc = {k: v.to(device) for k, v in enc.items()}
             out[idx] = model(**enc).float().cpu().numpy()
+            if progress is not None:
+                progress(len(idx))
     return out.tolist()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..errors import IrflowError
+from ..progress import progress as progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -391,7 +392,6 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     (for resume tests and for splitting long runs into scheduler-sized jobs).
     """
     import torch
-    from tqdm import tqdm
 
     if cfg.max_steps < 1 or cfg.grad_accum < 1:
         raise IrflowError("max_steps and grad_accum must be positive")
@@ -413,8 +413,7 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     live.write_text("".join(ln + "\n" for ln in log_lines))
     task.model.train()
     t_start, pairs_total = time.perf_counter(), 0
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], unit="step", file=sys.stderr, disable=not progress,
-               mininterval=2.0)
+    bar = progress_bar(cfg.max_steps, "train", "step", initial=state["step"], disable=not progress)
     while state["step"] < cfg.max_steps and not state["stopped_early"]:
         step = state["step"]
         rng = step_rng(cfg.seed, step)
