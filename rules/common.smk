@@ -7,7 +7,7 @@ from irflow.plan import build
 
 STORE = "results/store"
 CONFIG_SOURCES = [str(f) for f in workflow.configfiles] or ["config/config.yaml"]
-PLAN = build(validate(config, source=" + ".join(CONFIG_SOURCES)), store=STORE)
+PLAN = build(validate(config, source=", ".join(CONFIG_SOURCES)), store=STORE)
 
 
 wildcard_constraints:
@@ -67,6 +67,6 @@ def evaluation_of(wildcards):
 
 def evaluation_file(name):
     def path(wildcards):
-        return PLAN.path(PLAN.experiments[wildcards.experiment]) + "/" + name
+        return f"{PLAN.path(PLAN.experiments[wildcards.experiment])}/{name}"
 
     return path
