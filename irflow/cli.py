@@ -490,6 +490,45 @@ def gc(store, config_file, yes):
                f"{len(res.kept)} kept, {len(res.busy)} busy")
 
 
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@config_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="The HTML file [default: results/<experiment>/report/index.html, or report.html for artifacts].")
+@click.option("--benchmarks", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True,
+              help="Snakemake's benchmark folder (time and peak memory per step).")
+@handles_errors
+def report(targets, store, config_file, out, benchmarks):
+    """Write one self-contained HTML page of experiments' results and figures (no Snakemake needed).
+
+    TARGETS are evaluation artifacts (directories) or experiment names of the config. The page shows
+    what `snakemake --report` shows: the results table with p-values, per-query nDCG@10 against the
+    baseline, recall@k, training curves, teacher margins, cluster sizes, time and memory per step.
+    """
+    from .report import write_page
+    from .store import is_complete
+
+    named, plan = {}, None
+    for t in targets:
+        if Path(t).is_dir():
+            named[f"{Path(t).parent.name} {Path(t).name}"] = Path(t)
+            continue
+        if plan is None:
+            from .housekeeping import load_plan
+
+            plan = load_plan(config_file, store)
+        if t not in plan.experiments:
+            raise IrflowError(f"neither an artifact directory nor an experiment of {config_file} "
+                              f"({', '.join(sorted(plan.experiments))})", where=t)
+        d = Path(plan.path(plan.experiments[t]))
+        if not is_complete(d):
+            raise IrflowError(f"experiment {t} is not evaluated yet (run: snakemake results/{t}/ndcg.tsv)", where=d)
+        named[t] = d
+    if out is None:
+        out = Path("results") / targets[0] / "report" / "index.html" if targets[0] in named else Path("report.html")
+    click.echo(str(write_page(named, out, benchmarks)))
+
+
 def main() -> None:
     cli(prog_name="irflow")
 
