@@ -55,6 +55,12 @@ def test_gc_keeps_the_plan_and_removes_a_changed_parameter(workflow, env):
     for d in (orphan, alive):
         d.mkdir()
         (d / "part").write_bytes(b"x" * 1000)
+    # the checkpoint of a training no experiment needs (and its log beside it)
+    ckpt = store / "train" / ".ckpt-0123456789abcdef"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text("{}")
+    ckpt_log = store / "train" / ".ckpt-0123456789abcdef.train_log.jsonl"
+    ckpt_log.write_text("{}\n")
 
     listing = irflow(["ls", "--store", store, "--config", "config/config.yaml"], env, wf).stdout
     lines = [line.split("\t") for line in listing.splitlines()[1:]]
@@ -63,14 +69,14 @@ def test_gc_keeps_the_plan_and_removes_a_changed_parameter(workflow, env):
         assert by_key[(step, key)][5] == "tiny", by_key[(step, key)]
     for step, key in stale:
         assert by_key[(step, key)][5] == "-"
-    assert "k1=1.2" in by_key[next(k for k in needed if k[0] == "index")][4]
+    assert any("k1=1.2" in by_key[k][4] for k in needed if k[0] == "index")  # what made it: its parameters
 
     # a dry run lists the garbage and deletes nothing
     dry = irflow(["gc", "--store", store, "--config", "config/config.yaml"], env, wf).stdout
     assert artifacts(store) == everything and orphan.is_dir()
     for step, key in stale:
         assert f"would remove\tartifact\t{store / step / key}" in dry
-    assert str(orphan) in dry and str(alive) not in dry
+    assert str(orphan) in dry and str(alive) not in dry and str(ckpt) in dry and str(ckpt_log) in dry
 
     # a held build lock keeps its artifact, even with --yes
     locked = next(k for k in stale if k[0] == "evaluate")
@@ -83,7 +89,7 @@ def test_gc_keeps_the_plan_and_removes_a_changed_parameter(workflow, env):
         os.close(fd)
     assert artifacts(store) == needed | {locked}
     assert f"kept (busy)\tartifact\t{store / locked[0] / locked[1]}" in out
-    assert not orphan.exists() and alive.is_dir()
+    assert not orphan.exists() and alive.is_dir() and not ckpt.exists() and not ckpt_log.exists()
     freed = int(out.split("freed ", 1)[1].split(" bytes", 1)[0])
     assert freed >= 1000
 
