@@ -93,18 +93,29 @@ def _size(path: Path) -> int:
 
 
 @contextmanager
-def try_key_lock(store: Path, step: str, key: str) -> Iterator[bool]:
+def try_key_lock(store: Path, step: str, key: str, *, create: bool = True) -> Iterator[bool]:
     """Hold the key's build lock if nobody does (yields True), else yield False at once.
 
-    The lock file is created when missing (as :class:`irflow.store.Artifact` does), so a job that
-    starts while we delete waits for us instead of racing.
+    With ``create`` the lock file is created when missing (as :class:`irflow.store.Artifact` does),
+    so a job that starts while we delete waits for us instead of racing. Without it (a dry run,
+    which must work on a read-only store) a missing lock file means nobody holds the lock.
     """
-    locks = store / LOCK_DIR
-    locks.mkdir(parents=True, exist_ok=True)
+    path = store / LOCK_DIR / f"{step}.{key}.lock"
     try:
-        fd = os.open(locks / f"{step}.{key}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    except PermissionError:
-        fd = os.open(locks / f"{step}.{key}.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            except PermissionError:  # another user's lock file in a shared store: flock needs no write
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        else:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                yield True
+                return
+    except OSError as e:
+        raise IrflowError(f"cannot open the build lock ({e.strerror})", where=path) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -262,7 +273,7 @@ def collect_garbage(store: str | Path, plan, *, delete: bool) -> GcResult:
         if e.why_kept:
             kept.append(e)
             continue
-        with try_key_lock(store, e.step, e.key) as free:
+        with try_key_lock(store, e.step, e.key, create=delete) as free:
             if not free:
                 e.why_kept = "locked by a running job"
                 busy.append(e)

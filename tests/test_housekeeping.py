@@ -71,9 +71,11 @@ def test_gc_keeps_the_plan_and_removes_a_changed_parameter(workflow, env):
         assert by_key[(step, key)][5] == "-"
     assert any("k1=1.2" in by_key[k][4] for k in needed if k[0] == "index")  # what made it: its parameters
 
-    # a dry run lists the garbage and deletes nothing
+    # a dry run lists the garbage and deletes (or creates) nothing
+    locks = set((store / ".locks").iterdir())
     dry = irflow(["gc", "--store", store, "--config", "config/config.yaml"], env, wf).stdout
-    assert artifacts(store) == everything and orphan.is_dir()
+    assert artifacts(store) == everything and orphan.is_dir() and ckpt.is_dir()
+    assert set((store / ".locks").iterdir()) == locks
     for step, key in stale:
         assert f"would remove\tartifact\t{store / step / key}" in dry
     assert str(orphan) in dry and str(alive) not in dry and str(ckpt) in dry and str(ckpt_log) in dry
