@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 TORCH ?= torch==2.13.0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint clean
+.PHONY: install browser demo test lint clean
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,13 @@ demo: install
 
 # Every test runs, the `slow` ones included (IRFLOW_SLOW=1); any skip but a GPU-only test's fails
 # the run (tests/conftest.py), and so does pytest's "no tests ran" (exit status 5).
-test: install
+# Debian's Chromium renders the report in tests/test_report.py (root installs it; others need it on PATH)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+	  echo "chromium is not installed: tests/test_report.py will fail (apt-get install chromium)"
+
+test: install browser
 	$(BIN)/snakemake --lint
 	$(BIN)/python -m pytest -q -ra
 

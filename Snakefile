@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/steps.smk"
+include: "rules/report.smk"
 include: "rules/results.smk"
 
 

@@ -434,6 +434,98 @@ def verify(artifacts):
         sys.exit(1)
 
 
+# ------------------------------------------------------------------------------ housekeeping / report
+
+
+def config_options(fn):
+    fn = click.option("--config", "config_file", type=click.Path(path_type=Path), default=Path("config/config.yaml"),
+                      show_default=True, help="The workflow config whose plan says what is in use.")(fn)
+    fn = click.option("--store", type=click.Path(path_type=Path),
+                      default=lambda: os.environ.get("IRFLOW_STORE", DEFAULT_STORE),
+                      show_default=DEFAULT_STORE + " or $IRFLOW_STORE", help="Root of the artifact store.")(fn)
+    return fn
+
+
+@cli.command("ls")
+@config_options
+@click.option("--unused", is_flag=True, help="Only what no experiment of the config uses.")
+@handles_errors
+def ls(store, config_file, unused):
+    """List the store: step, key, size, age, what made it, which experiments of the config use it."""
+    from .housekeeping import human_age, human_bytes, judge, load_plan, scan
+
+    entries = judge(store, scan(store, load_plan(config_file, store)))
+    click.echo("step\tkey\tsize\tage\tmade by\tused by")
+    for e in entries:
+        if unused and e.why_kept:
+            continue
+        what = e.made_by if e.kind == "artifact" else f"{e.made_by} {e.path.name}"
+        used = ",".join(e.experiments) or ("-" if e.kind == "artifact" else e.why_kept or "-")
+        click.echo(f"{e.step}\t{e.key}\t{human_bytes(e.bytes)}\t{human_age(e.age_s)}\t{what}\t{used}")
+    total = sum(e.bytes for e in entries)
+    click.echo(f"{len(entries)} entries, {human_bytes(total)}", err=True)
+
+
+@cli.command()
+@config_options
+@click.option("--yes", is_flag=True, help="Delete (without it: a dry run that only lists what would go).")
+@handles_errors
+def gc(store, config_file, yes):
+    """Remove artifacts no experiment of the config reaches, and orphaned temporary and checkpoint folders.
+
+    Never touches an artifact whose build lock a running job holds. Dry run unless --yes.
+    """
+    from .housekeeping import collect_garbage, human_bytes, load_plan
+
+    res = collect_garbage(store, load_plan(config_file, store), delete=yes)
+    for e in res.removed:
+        click.echo(f"{'removed' if yes else 'would remove'}\t{e.kind}\t{e.path}\t{human_bytes(e.bytes)}")
+    for e in res.busy:
+        click.echo(f"kept (busy)\t{e.kind}\t{e.path}\t{e.why_kept}")
+    verb = "freed" if yes else "would free (dry run; --yes deletes)"
+    click.echo(f"{verb} {res.bytes} bytes ({human_bytes(res.bytes)}) in {len(res.removed)} entries; "
+               f"{len(res.kept)} kept, {len(res.busy)} busy")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@config_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="The HTML file [default: results/<experiment>/report/index.html, or report.html for artifacts].")
+@click.option("--benchmarks", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True,
+              help="Snakemake's benchmark folder (time and peak memory per step).")
+@handles_errors
+def report(targets, store, config_file, out, benchmarks):
+    """Write one self-contained HTML page of experiments' results and figures (no Snakemake needed).
+
+    TARGETS are evaluation artifacts (directories) or experiment names of the config. The page shows
+    what `snakemake --report` shows: the results table with p-values, per-query nDCG@10 against the
+    baseline, recall@k, training curves, teacher margins, cluster sizes, time and memory per step.
+    """
+    from .report import write_page
+    from .store import is_complete
+
+    named, plan = {}, None
+    for t in targets:
+        if Path(t).is_dir():
+            named[f"{Path(t).parent.name} {Path(t).name}"] = Path(t)
+            continue
+        if plan is None:
+            from .housekeeping import load_plan
+
+            plan = load_plan(config_file, store)
+        if t not in plan.experiments:
+            raise IrflowError(f"neither an artifact directory nor an experiment of {config_file} "
+                              f"({', '.join(sorted(plan.experiments))})", where=t)
+        d = Path(plan.path(plan.experiments[t]))
+        if not is_complete(d):
+            raise IrflowError(f"experiment {t} is not evaluated yet (run: snakemake results/{t}/ndcg.tsv)", where=d)
+        named[t] = d
+    if out is None:
+        out = Path("results") / targets[0] / "report" / "index.html" if targets[0] in named else Path("report.html")
+    click.echo(str(write_page(named, out, benchmarks)))
+
+
 def main() -> None:
     cli(prog_name="irflow")
 

@@ -8,6 +8,7 @@ localrules:
 rule results:
     input:
         evaluation_of,
+        report_of,  # rules/report.smk: so that `snakemake --report` of ndcg.tsv has the figures
     output:
         ndcg="results/{experiment}/ndcg.tsv",
         metrics="results/{experiment}/metrics.tsv",

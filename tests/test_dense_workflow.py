@@ -54,7 +54,7 @@ def test_dense_training_chain_runs_in_the_workflow(workflow, tiny_bert):
     workflow.write_config(changed)
     planned = workflow.planned_jobs(target)
     assert planned == {"train": 1, "encode": 1, "index": 1, "search": 1, "rerank": 1, "evaluate": 1,
-                       "results": 1}, planned
+                       "report_evaluation": 1, "report_training": 1, "results": 1}, planned
 
 
 #: what each long step's log says while it works (irflow.progress: plain lines under Snakemake)
@@ -130,4 +130,5 @@ def test_ablation_of_the_config_shares_upstream_and_alpha_reruns_only_dual(workf
             exp["systems"][n]["training"]["stages"][0]["alpha"] = 0.5
     workflow.write_config(config)
     planned = workflow.planned_jobs(target)
-    assert planned == {"train": 3, "encode": 3, "index": 3, "search": 3, "evaluate": 1, "results": 1}, planned
+    assert planned == {"train": 3, "encode": 3, "index": 3, "search": 3, "evaluate": 1, "report_evaluation": 1,
+                       "report_training": 1, "results": 1}, planned

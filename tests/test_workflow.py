@@ -54,7 +54,8 @@ def test_workflow_runs_and_reruns_only_what_changed(workflow):
     # Changing only the faiss factory: index, search, fusion, evaluation and the result copy.
     workflow.write_config(tiny_config("IVF4,Flat"))
     planned = workflow.planned_jobs(target)
-    assert planned == {"index": 1, "search": 1, "fuse": 1, "evaluate": 1, "results": 1}, planned
+    assert planned == {"index": 1, "search": 1, "fuse": 1, "evaluate": 1, "report_evaluation": 1,
+                       "results": 1}, planned
     workflow.snakemake(target)
 
     # Reverting finds every old artifact: no store job runs, only the human-facing copy is refreshed.
@@ -93,4 +94,5 @@ def test_two_stage_reranker_chain_in_the_workflow(workflow, tiny_bert):
     config["experiments"]["tiny-ft"]["systems"]["rerank"]["stages"][0]["max_steps"] = 5
     workflow.write_config(config)
     planned = workflow.planned_jobs(target)
-    assert planned == {"train": 2, "score": 1, "rerank": 1, "evaluate": 1, "results": 1}, planned
+    assert planned == {"train": 2, "score": 1, "rerank": 1, "evaluate": 1, "report_evaluation": 1,
+                       "report_training": 1, "results": 1}, planned
