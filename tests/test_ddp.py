@@ -1,0 +1,255 @@
+"""Data-parallel training (irflow.train.dist) on the CPU: gloo, 2 processes launched by torchrun.
+
+Equality with one process holds for fp32 with dropout off (the model's config sets the dropout
+probabilities to 0): with dropout on, each rank draws its own masks, which one process would draw
+differently. Exact resume of a 2-process run holds with or without dropout (every rank's random
+state is checkpointed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import IRFLOW, irflow
+from test_training import _train, _weights, training_inputs  # noqa: F401  (a fixture)
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_nodrop(tiny_bert, tmp_path_factory) -> Path:
+    """The tiny BERT with dropout off: one process and two then compute the same function."""
+    out = tmp_path_factory.mktemp("tiny-bert-nodrop") / "model"
+    shutil.copytree(tiny_bert, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+@pytest.fixture()
+def ddp_env(env):
+    return {**env, "OMP_NUM_THREADS": "1", "IRFLOW_DIST_TIMEOUT": "300"}
+
+
+def _ddp(tmp_path, env, inputs, model, store, *extra, check=True):
+    """``irflow train`` under torchrun with 2 processes (the same arguments as conftest's runs)."""
+    import subprocess
+
+    extra, family = list(extra), "cross-encoder"
+    if "--family" in extra:
+        i = extra.index("--family")
+        family = extra.pop(i + 1)
+        extra.pop(i)
+    args = ["train", family, "--model", model, "--examples", inputs["examples"], "--queries", inputs["queries"],
+            "--docs", inputs["docs"], "--precision", "fp32", "--threads", 1, "--store", store, "--devices", 2,
+            *extra]
+    cmd = TORCHRUN + IRFLOW[1:] + [str(a) for a in args]
+    r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    if check and r.returncode != 0:
+        raise AssertionError(f"torchrun irflow {args} failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    return r
+
+
+def _rows(artifact: Path) -> list[dict]:
+    return [json.loads(line) for line in (artifact / "train_log.jsonl").read_text().splitlines()]
+
+
+#: Parameters every loss here is invariant to: a softmax (or a margin) does not change when all its
+#: scores shift, so the score bias and the attention key biases have a true gradient of exactly 0 and
+#: get float rounding noise instead; AdamW divides by that noise's own magnitude and moves them by
+#: up to lr per step in a direction the noise picks, in one process as in two (reduced in another
+#: order). They are checked to stay within that bound; every other weight within ``tol``.
+INVARIANT = ("attention.self.key.bias", "head.bias")
+
+
+def _assert_same_training(a: Path, b: Path, tol: float = 1e-5, bound: float = 0.0) -> None:
+    """Same weights and the same logged losses (and validation scores) within ``tol``."""
+    wa, wb = _weights_any(a / "model"), _weights_any(b / "model")
+    assert wa.keys() == wb.keys()
+    diffs = {k: float(np.abs(wa[k] - wb[k]).max()) for k in wa}
+    worst = max((d, k) for k, d in diffs.items() if not k.endswith(INVARIANT))
+    assert worst[0] <= tol, worst
+    assert all(d <= bound + tol for k, d in diffs.items() if k.endswith(INVARIANT)), diffs
+    ra, rb = _rows(a), _rows(b)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    for x, y in zip(ra, rb):
+        assert abs(x["loss"] - y["loss"]) <= tol * max(1.0, abs(x["loss"])), (x, y)
+        assert abs(x["lr"] - y["lr"]) <= 1e-12
+        assert ("validation" in x) == ("validation" in y)
+        if "validation" in x:
+            assert abs(x["validation"] - y["validation"]) <= tol, (x, y)
+
+
+def _weights_any(model_dir: Path) -> dict:
+    if (model_dir / "irflow_head.safetensors").exists():
+        return _weights(model_dir)
+    from safetensors.numpy import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def _moved(model_dir: Path, base: Path) -> float:
+    from safetensors.numpy import load_file
+
+    w, w0 = load_file(str(model_dir / "model.safetensors")), load_file(str(base / "model.safetensors"))
+    return max(float(np.abs(w[k] - w0[k]).max()) for k in w if k in w0)
+
+
+def test_bi_encoder_infonce_two_processes_killed_and_resumed_equal_one_process(tmp_path, ddp_env, training_inputs,
+                                                                               tiny_bert_nodrop):
+    """2 x b/2 (killed after step 4, resumed) == 1 x b: InfoNCE over negatives gathered from both ranks."""
+    inputs, env = training_inputs, ddp_env
+    common = ["--family", "bi-encoder", "--objective", "infonce", "--batch-size", 4, "--negatives-depth", 20,
+              "--query-max-length", 16, "--passage-max-length", 48, "--max-steps", 7, "--checkpoint-every", 2,
+              "--lr", "1e-3", "--validate-every", 3, "--grad-accum", 2]
+    # devices > 1 without torchrun is refused with one line, and nothing is published
+    bad = _train(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s0", *common, "--devices", 2, check=False)
+    assert bad.returncode == 2 and "torchrun --standalone --nproc-per-node 2" in bad.stderr, bad.stderr[-2000:]
+    assert not list((tmp_path / "s0").glob("train/*/manifest.json"))
+
+    one = tmp_path / _train(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s1", *common).stdout.strip()
+    killed = _ddp(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s2", *common, "--stop-after", 4, check=False)
+    assert killed.returncode != 0
+    train_dir = tmp_path / "s2" / "train"
+    assert not list(train_dir.glob("*/manifest.json"))
+    ck = sorted(train_dir.glob(".ckpt-*/step-*"))
+    assert ck and (ck[-1] / "rng-rank1.json").exists()  # rank 1's random state is in the checkpoint
+    resumed = _ddp(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s2", *common)
+    assert "resuming from step 4" in resumed.stderr
+    two = tmp_path / resumed.stdout.strip()  # rank 0 alone prints the artifact
+    assert resumed.stdout.strip().count("\n") == 0
+    assert one.name == two.name  # devices is not part of the key
+    _assert_same_training(one, two, bound=7 * 1e-3)
+    assert _moved(two / "model", tiny_bert_nodrop) > 1e-4  # it did train
+    assert json.loads((two / "manifest.json").read_text())["stats"]["devices"] == 2
+    assert not list(train_dir.glob(".ckpt-*"))
+    # a second launch of the complete key reuses it (all ranks agree to skip)
+    again = _ddp(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s2", *common)
+    assert again.stdout.strip() == resumed.stdout.strip()
+
+
+def test_cross_encoder_lce_two_processes_equal_one_process(tmp_path, ddp_env, training_inputs, tiny_bert_nodrop):
+    inputs, env = training_inputs, ddp_env
+    common = ["--objective", "lce", "--max-steps", 5, "--checkpoint-every", 2, "--batch-queries", 4,
+              "--group-size", 4, "--max-length", 64, "--lr", "1e-3", "--validate-every", 2, "--grad-accum", 2]
+    one = tmp_path / _train(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s1", *common).stdout.strip()
+    two = tmp_path / _ddp(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s2", *common).stdout.strip()
+    assert one.name == two.name
+    _assert_same_training(one, two, bound=5 * 1e-3)
+    assert _moved(two / "model", tiny_bert_nodrop) > 1e-4
+
+
+def test_bi_encoder_dual_tas_balanced_with_gradcache_two_processes_equal_one_process(
+        tmp_path, ddp_env, training_inputs, tiny_bert_nodrop):
+    """Dual supervision (pairwise + in-batch Margin-MSE against a ColBERT teacher gathered from both ranks),
+    TAS-Balanced batches, and GradCache chunks under DDP, against one process without caching."""
+    inputs, store, env = training_inputs, training_inputs["store"], ddp_env
+
+    def run(*args):
+        return tmp_path / irflow([*args, "--store", store], env, tmp_path).stdout.strip()
+
+    teacher = run("score", "--model", tiny_bert_nodrop, "--examples", inputs["examples"], "--queries",
+                  inputs["queries"], "--docs", inputs["docs"], "--depth", 20, "--max-length", 64, "--precision",
+                  "fp32")
+    clusters = run("cluster", "--examples", inputs["examples"], "--queries", inputs["queries"], "--model",
+                   tiny_bert_nodrop, "--k", 3, "--max-length", 16, "--precision", "fp32")
+    common = ["--family", "bi-encoder", "--objective", "dual", "--sampler", "tas-balanced", "--teacher", teacher,
+              "--clusters", clusters, "--colbert", tiny_bert_nodrop, "--batch-size", 4, "--negatives-depth", 20,
+              "--query-max-length", 16, "--passage-max-length", 48, "--max-steps", 5, "--checkpoint-every", 2,
+              "--lr", "1e-3", "--grad-accum", 2]
+    one = tmp_path / _train(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s1", *common).stdout.strip()
+    two = tmp_path / _ddp(tmp_path, env, inputs, tiny_bert_nodrop, tmp_path / "s2", *common,
+                          "--cache-chunk", 1).stdout.strip()
+    _assert_same_training(one, two, bound=5 * 1e-3)
+    assert _moved(two / "model", tiny_bert_nodrop) > 1e-4
+
+
+# ------------------------------------------------------------------------------- batch split
+
+
+def _task(sampler, rank: int):
+    """The bi-encoder task of one rank of two; batch composition needs no model."""
+    from irflow.train.biencoder import BiEncoderTask, DenseConfig
+    from irflow.train.dist import Dist
+
+    cfg = DenseConfig(objective="margin-mse", sampler=sampler.name, batch_size=sampler.batch_size)
+    return BiEncoderTask(None, sampler.pool, sampler, {}, {}, cfg, seed=13, device="cpu",
+                         dist=Dist(rank=rank, world=2, local_rank=rank))
+
+
+def test_tas_balanced_slices_of_two_ranks_are_the_global_batch_and_keep_its_statistics():
+    from scipy.stats import chisquare
+
+    from irflow.train.loop import step_rng
+    from irflow.train.samplers import TASBalancedSampler, TASSampler
+    from test_samplers import clustered_world, skewed_pool
+
+    # the union of the ranks' slices, in rank order, is the global batch of one process
+    pool, clusters = clustered_world()
+    for cls in (TASSampler, TASBalancedSampler):
+        sampler = cls(pool, clusters, 32, clusters_per_batch=2)
+        tasks = [_task(sampler, r) for r in (0, 1)]
+        for step in range(50):
+            parts = [t.local_triples(step_rng(13, step)) for t in tasks]
+            whole = sampler.batch(step_rng(13, step))
+            assert all(tr == whole for tr, _ in parts)  # every rank drew the same global batch
+            union = [x for tr, sl in parts for x in tr[sl]]
+            assert union == whole
+            assert [len(tr[sl]) for tr, sl in parts] == [16, 16]
+    # ... so TAS-Balanced's statistics hold for what the ranks train on together: bins uniform over
+    # the query's non-empty bins, pairs uniform inside a bin
+    pool, nonempty = skewed_pool()
+    sampler = TASBalancedSampler(pool, {"skew": 0}, 32)
+    tasks = [_task(sampler, r) for r in (0, 1)]
+    index = {x.pos: i for i, x in enumerate(pool.triples(np.arange(len(pool))))}  # positives are unique here
+    pair_bin = pool.binning().pair_bin
+    pairs = []
+    for step in range(3000):
+        for t in tasks:
+            tr, sl = t.local_triples(step_rng(13, step))
+            pairs += [index[x.pos] for x in tr[sl]]
+    pairs = np.asarray(pairs)
+    freq = np.bincount(pair_bin[pairs], minlength=10)
+    assert freq[[1, 3, 4, 7, 8]].sum() == 0
+    assert chisquare(freq[nonempty]).pvalue > 0.01
+    inside = pairs[pair_bin[pairs] == 2]
+    counts = np.bincount(inside, minlength=len(pool))[np.flatnonzero(pair_bin == 2)]
+    assert counts.min() > 0 and chisquare(counts).pvalue > 0.01
+
+
+# ------------------------------------------------------------------------------- parameters
+
+
+def test_devices_is_not_in_the_key_and_must_divide_the_batch():
+    from pydantic import ValidationError
+
+    from irflow.train.dist import Dist, check_devices, from_env
+    from irflow.train.params import BiEncoderTrainParams, CrossEncoderTrainParams
+    from irflow.errors import IrflowError
+
+    M = "all-MiniLM-L6-v2"  # packaged: its identity resolves offline
+    a = BiEncoderTrainParams(model=M, objective="infonce", batch_size=8)
+    b = BiEncoderTrainParams(model=M, objective="infonce", batch_size=8, devices=4)
+    assert "devices" not in json.dumps(b.key_params())
+    assert a.key_params() == b.key_params()
+    with pytest.raises(ValidationError, match="multiple of devices"):
+        BiEncoderTrainParams(model=M, objective="infonce", batch_size=6, devices=4)
+    with pytest.raises(ValidationError, match="multiple of devices"):
+        CrossEncoderTrainParams(model=M, batch_queries=3, devices=2)
+    assert CrossEncoderTrainParams(model=M, batch_queries=4, devices=2).key_params() == \
+        CrossEncoderTrainParams(model=M, batch_queries=4).key_params()
+    assert from_env({}) == Dist()
+    assert from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == Dist(1, 2, 1)
+    with pytest.raises(IrflowError, match="inconsistent"):
+        from_env({"RANK": "2", "WORLD_SIZE": "2"})
+    with pytest.raises(IrflowError, match="torchrun started 2"):
+        check_devices(4, Dist(0, 2, 0), rows=8, what="batch_size")
+    with pytest.raises(IrflowError, match="nproc-per-node 2"):
+        check_devices(2, Dist(), rows=8, what="batch_size")
