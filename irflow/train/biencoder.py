@@ -224,7 +224,8 @@ class BiEncoderTask:
         from .dist import gather_rows
         from .inbatch import duplicate_mask, pairwise_margin_mse
 
-        q_enc, d_enc, t, col, ids, sl = batch
+        q_enc, d_enc, t, col, ids = batch[:5]
+        sl = batch[5] if len(batch) > 5 else slice(None)  # this rank's rows of the global batch
         b = q_enc["input_ids"].shape[0]  # this rank's triples
         m, g = self.model, self.dist
         qv, qm = self._encode(m, q_enc)
