@@ -323,6 +323,7 @@ def _one_step(rank: int, world: int, port: int, model_dir: str, objective: str, 
 
     torch.set_num_threads(1)
     dtype = getattr(torch, dtype)
+    family, objective = ("colbert", "margin-mse") if objective == "colbert" else ("bi-encoder", objective)
     d = Dist(rank, world, rank) if world > 1 else Dist()
     if d.active:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -338,7 +339,10 @@ def _one_step(rank: int, world: int, port: int, model_dir: str, objective: str, 
     cfg = DenseConfig(objective=objective, batch_size=8, query_max_length=16, passage_max_length=32,
                       cache_chunk=chunk)
     torch.manual_seed(0)  # ColBERT's fresh projection: the same in every process
-    model = DenseModel(model_dir, "mean", True, None).train().to(dtype)
+    if family == "colbert":  # the ColBERT teacher's own training: pairwise Margin-MSE
+        model = ColBERT.from_pretrained(model_dir).train().to(dtype)
+    else:
+        model = DenseModel(model_dir, "mean", True, None).train().to(dtype)
     colbert = ColBERT.from_pretrained(model_dir).to(dtype) if objective in ("inbatch", "dual") else None
     task = BiEncoderTask(model, pool, make_sampler("random", pool, None, 8), queries, docs, cfg, seed=3,
                          device="cpu", colbert=colbert, dist=d)
@@ -360,7 +364,7 @@ def _one_step(rank: int, world: int, port: int, model_dir: str, objective: str, 
 
 @pytest.mark.parametrize("objective,chunk,dtype", [("infonce", None, "float32"), ("margin-mse", None, "float32"),
                                                    ("dual", None, "float32"), ("dual", 3, "float64"),
-                                                   ("infonce", None, "float64")])
+                                                   ("infonce", None, "float64"), ("colbert", None, "float32")])
 def test_two_ranks_give_the_loss_and_gradients_of_one_process(tmp_path, tiny_bert_nodrop, objective, chunk, dtype):
     """The step itself: 2 x b/2 (gathered in-batch negatives, reduced gradients) == 1 x b.
 
@@ -380,7 +384,7 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process(tmp_path, tiny_ber
     mp.spawn(_one_step, args=(2, _free_port(), str(tiny_bert_nodrop), objective, chunk, dtype, two), nprocs=2)
     a, b = load_file(one), load_file(two)
     la, lb = a.pop("__loss__"), b.pop("__loss__")
-    if objective == "margin-mse":
+    if objective in ("margin-mse", "colbert"):
         assert abs(float(lb.mean()) - float(la[0])) <= 1e-5
         assert abs(float(lb[0]) - float(lb[1])) > 1e-6  # each rank's own half: not the global loss
     else:
