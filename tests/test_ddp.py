@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import IRFLOW, irflow
-from test_training import _train, _weights, training_inputs  # noqa: F401  (a fixture)
+from test_training import _train, _weights, training_inputs  # noqa: F401,F811  (a fixture)
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
@@ -51,7 +50,7 @@ def _ddp(tmp_path, env, inputs, model, store, *extra, check=True):
             "--docs", inputs["docs"], "--precision", "fp32", "--threads", 1, "--store", store, "--devices", 2,
             *extra]
     cmd = TORCHRUN + IRFLOW[1:] + [str(a) for a in args]
-    r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
     if check and r.returncode != 0:
         raise AssertionError(f"torchrun irflow {args} failed ({r.returncode}):\n{r.stderr[-4000:]}")
     return r
@@ -227,10 +226,10 @@ def _task(sampler, rank: int):
 
 def test_tas_balanced_slices_of_two_ranks_are_the_global_batch_and_keep_its_statistics():
     from scipy.stats import chisquare
+    from test_samplers import clustered_world, skewed_pool
 
     from irflow.train.loop import step_rng
     from irflow.train.samplers import TASBalancedSampler, TASSampler
-    from test_samplers import clustered_world, skewed_pool
 
     # the union of the ranks' slices, in rank order, is the global batch of one process
     pool, clusters = clustered_world()
@@ -271,9 +270,9 @@ def test_tas_balanced_slices_of_two_ranks_are_the_global_batch_and_keep_its_stat
 def test_devices_is_not_in_the_key_and_must_divide_the_batch():
     from pydantic import ValidationError
 
+    from irflow.errors import IrflowError
     from irflow.train.dist import Dist, check_devices, from_env
     from irflow.train.params import BiEncoderTrainParams, CrossEncoderTrainParams
-    from irflow.errors import IrflowError
 
     M = "all-MiniLM-L6-v2"  # packaged: its identity resolves offline
     a = BiEncoderTrainParams(model=M, objective="infonce", batch_size=8)

@@ -450,8 +450,15 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     import torch
     from tqdm import tqdm
 
-    from .dist import SINGLE, barrier, broadcast_module, broadcast_object, gather_objects, reduce_gradients, \
-        reduce_mean
+    from .dist import (
+        SINGLE,
+        barrier,
+        broadcast_module,
+        broadcast_object,
+        gather_objects,
+        reduce_gradients,
+        reduce_mean,
+    )
 
     d = dist or SINGLE
     if cfg.max_steps < 1 or cfg.grad_accum < 1:
