@@ -316,19 +316,64 @@ def train():
 
 
 def _train(r: Run, work) -> None:
-    """The shared body of the three families: checkpoints beside the artifact, removed once published."""
+    """The shared body of the three families: checkpoints beside the artifact, removed once published.
+
+    Under torchrun (RANK/WORLD_SIZE set) the stage trains data-parallel: see :func:`_train_ranks`.
+    """
     import shutil
 
+    from .train.dist import from_env
+
     ckpt = r.art.path.parent / f".ckpt-{r.art.key}"
+    d = from_env()
+    if d.active:
+        _train_ranks(r, work, ckpt, d)
+    else:
+        def run():
+            r.lease()
+            r.art.seed = r.params.seed
+            return work(ckpt, d)
 
-    def run():
-        r.lease()
-        r.art.seed = r.params.seed
-        return work(ckpt)
+        r.build(run)
+    if d.main:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        ckpt.with_name(ckpt.name + ".train_log.jsonl").unlink(missing_ok=True)
 
-    r.build(run)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    ckpt.with_name(ckpt.name + ".train_log.jsonl").unlink(missing_ok=True)
+
+def _train_ranks(r: Run, work, ckpt: Path, d) -> None:
+    """One rank of a data-parallel stage: each leases its device and joins the process group; rank 0
+    alone takes the key's lock, decides (complete already, or build) and publishes.
+
+    No deadlock on the lock: only rank 0 takes it; the other ranks wait for its decision in a
+    broadcast (``IRFLOW_DIST_TIMEOUT`` seconds at most, a day by default), so a second launch of the
+    same key waits as a whole behind the first and then reuses its artifact.
+    """
+    from .train import dist
+
+    if r.params.devices != d.world:  # before anything waits on anybody
+        raise IrflowError(f"devices is {r.params.devices} but torchrun started {d.world} processes (WORLD_SIZE)")
+    if (r._device or "auto").startswith("cuda:"):
+        raise IrflowError(f"--device {r._device} names one device for all {d.world} processes: use auto or cuda")
+    r.lease()
+    r.device = r.art.device = dist.local_device(r.device, d)
+    dist.init(d, r.device)
+    try:
+        if d.main:
+            def run():
+                dist.broadcast_object(True, d)  # the others train along
+                r.art.seed = r.params.seed
+                r.art.stats["devices"] = d.world
+                return work(ckpt, d)
+
+            started = []
+            r.build(lambda: (started.append(1), run())[1])
+            if not started:
+                dist.broadcast_object(False, d)  # complete already: nobody trains
+        elif dist.broadcast_object(None, d):
+            work(ckpt, d)
+        dist.barrier(d)
+    finally:
+        dist.shutdown(d)
 
 
 def _input(r: Run, name: str) -> Path | None:
@@ -340,18 +385,18 @@ def train_cross_encoder(r: Run):
     """Fine-tune a cross-encoder (re-ranker) stage: lce, ranknet, margin-mse or kl."""
     from .train.step import train_cross_encoder as run
 
-    _train(r, lambda ckpt: run(r.params, _input(r, "init"), _input(r, "examples"), _input(r, "queries"),
-                               _input(r, "docs"), _input(r, "teacher"), r.art.tmp, ckpt, key=r.art.key,
-                               device=r.device, autocast_dtype=r.dtype, stop_after=r.params.stop_after))
+    _train(r, lambda ckpt, d: run(r.params, _input(r, "init"), _input(r, "examples"), _input(r, "queries"),
+                                  _input(r, "docs"), _input(r, "teacher"), r.art.tmp, ckpt, key=r.art.key,
+                                  device=r.device, autocast_dtype=r.dtype, stop_after=r.params.stop_after, dist=d))
 
 
 def _train_dense(r: Run, colbert: str | None) -> None:
     from .train.step import train_dense
 
-    _train(r, lambda ckpt: train_dense(r.params, _input(r, "init"), _input(r, "examples"), _input(r, "queries"),
-                                       _input(r, "docs"), _input(r, "teacher"), _input(r, "clusters"), colbert,
-                                       r.art.tmp, ckpt, key=r.art.key, device=r.device, autocast_dtype=r.dtype,
-                                       stop_after=r.params.stop_after))
+    _train(r, lambda ckpt, d: train_dense(r.params, _input(r, "init"), _input(r, "examples"), _input(r, "queries"),
+                                          _input(r, "docs"), _input(r, "teacher"), _input(r, "clusters"), colbert,
+                                          r.art.tmp, ckpt, key=r.art.key, device=r.device, autocast_dtype=r.dtype,
+                                          stop_after=r.params.stop_after, dist=d))
 
 
 @step_command(train, BiEncoderTrainParams, "bi-encoder", device=True)

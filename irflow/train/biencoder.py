@@ -110,7 +110,8 @@ def teacher_pairs(examples, teacher: dict[str, dict[str, float]] | None, negativ
 
 class BiEncoderTask:
     def __init__(self, model, pool, sampler, queries: dict[str, str], docs, cfg: DenseConfig, *, seed: int,
-                 device: str, colbert=None, validation=None):
+                 device: str, colbert=None, validation=None, dist=None):
+        from .dist import SINGLE
         from .inbatch import DualTeacherLoss, InBatchInfoNCE, InBatchMarginMSE
 
         cfg.check()
@@ -124,6 +125,12 @@ class BiEncoderTask:
         self.inbatch = InBatchMarginMSE(cfg.inbatch_form)
         self.infonce = InBatchInfoNCE(cfg.temperature)
         self._prefetch = None
+        # data-parallel (irflow.train.dist): every rank samples the global batch and encodes its own
+        # slice; in-batch objectives gather all ranks' representations and compute the global loss
+        # in every rank (gradients summed across ranks), the pairwise one a mean over the rank's own
+        # triples (gradients averaged)
+        self.dist = dist or SINGLE
+        self.global_loss = cfg.objective != "margin-mse"
 
     def head_parameters(self):
         return self.model.head_parameters()
@@ -138,6 +145,31 @@ class BiEncoderTask:
                            c.passage_max_length)
         return q, d
 
+    def local_triples(self, rng: np.random.Generator):
+        """One global micro-batch drawn from the step's generator, and this rank's rows of it.
+
+        Every rank draws the same global batch (so TAS / TAS-Balanced batches still come from the
+        sampled clusters, and resume needs no sampler state); rank r keeps the r-th contiguous
+        slice, so the ranks' slices in rank order are the global batch.
+        """
+        from .dist import rank_rows
+
+        triples = self.sampler.batch(rng)
+        return triples, rank_rows(len(triples), self.dist)
+
+    def _local_tokens(self, model, triples, sl: slice):
+        """This rank's rows of the global batch's tokens: padded to the global width, so that all
+        ranks' representations have one shape (gathered) and equal one process's."""
+        import torch
+
+        q, d = self._tokens(model, triples)
+        if not self.dist.active:
+            return q, d
+        n = len(triples)
+        q = {k: v[sl] for k, v in q.items()}
+        d = {k: torch.cat([v[sl], v[n + sl.start:n + sl.stop]]) for k, v in d.items()}
+        return q, d
+
     def _make(self, step: int):
         """Micro-batches of ``step`` (sampled and tokenised): a pure function of (seed, step)."""
         import torch
@@ -147,12 +179,13 @@ class BiEncoderTask:
         rng = step_rng(self.seed, step)  # the loop's generator for this step, made ahead of it
         out = []
         for _ in range(self._accum):
-            triples = self.sampler.batch(rng)
-            q, d = self._tokens(self.model, triples)
+            triples, sl = self.local_triples(rng)
+            q, d = self._local_tokens(self.model, triples, sl)
             t = torch.tensor([[x.pos_score, x.neg_score] for x in triples], dtype=torch.float32)
-            col = self._tokens(self.colbert, triples) if self.colbert is not None else None
+            col = self._local_tokens(self.colbert, triples, sl) if self.colbert is not None else None
+            # global: the teacher scores and ids of the whole batch (in-batch losses are global)
             ids = ([x.pos for x in triples] + [x.neg for x in triples], [x.qid for x in triples])
-            out.append((q, d, t, col, ids))
+            out.append((q, d, t, col, ids, sl))
         return out
 
     def micro_batches(self, step: int, rng: np.random.Generator, accum: int):
@@ -188,11 +221,13 @@ class BiEncoderTask:
     def loss(self, batch) -> tuple[torch.Tensor, int]:
         import torch
 
+        from .dist import gather_rows
         from .inbatch import duplicate_mask, pairwise_margin_mse
 
-        q_enc, d_enc, t, col, ids = batch
-        b = t.shape[0]
-        m = self.model
+        q_enc, d_enc, t, col, ids = batch[:5]
+        sl = batch[5] if len(batch) > 5 else slice(None)  # this rank's rows of the global batch
+        b = q_enc["input_ids"].shape[0]  # this rank's triples
+        m, g = self.model, self.dist
         qv, qm = self._encode(m, q_enc)
         dv, dm = self._encode(m, d_enc)
         pv, nv, pm, nm = dv[:b], dv[b:], dm[:b], dm[b:]
@@ -200,21 +235,28 @@ class BiEncoderTask:
         t = t.to(self.device)
         if obj == "margin-mse":
             s_pos, s_neg = m.score_pairs(qv, qm, pv, pm), m.score_pairs(qv, qm, nv, nm)
-            return pairwise_margin_mse(s_pos, s_neg, t[:, 0], t[:, 1]), b
+            return pairwise_margin_mse(s_pos, s_neg, t[sl, 0], t[sl, 1]), b
+        if g.active:  # the whole batch's representations; gradients flow into this rank's rows only
+            qv, qm, pv, pm, nv, nm = (gather_rows(x, g) for x in (qv, qm, pv, pm, nv, nm))
+        b_local, b = b, t.shape[0]
         s_pos_mat, s_neg_mat = m.inbatch_scores(qv, qm, pv, pm), m.inbatch_scores(qv, qm, nv, nm)
         # a passage twice in a batch (or a query drawn twice) is no negative of itself
         mask = duplicate_mask(ids[0][:b], ids[0][b:], ids[1])
         if obj == "infonce":
-            return self.infonce(s_pos_mat, s_neg_mat, mask=mask.to(self.device)), b
+            return self.infonce(s_pos_mat, s_neg_mat, mask=mask.to(self.device)), b_local
         with torch.no_grad():
             cq, cqm = self._encode(self.colbert, col[0])
             cd, cdm = self._encode(self.colbert, col[1])
+            if g.active:
+                cd = torch.cat([gather_rows(cd[:b_local], g), gather_rows(cd[b_local:], g)])
+                cdm = torch.cat([gather_rows(cdm[:b_local], g), gather_rows(cdm[b_local:], g)])
+                cq, cqm = gather_rows(cq, g), gather_rows(cqm, g)
             c_pos = self.colbert.inbatch_scores(cq, cqm, cd[:b], cdm[:b]).float()
             c_neg = self.colbert.inbatch_scores(cq, cqm, cd[b:], cdm[b:]).float()
         if obj == "inbatch":
-            return self.inbatch(s_pos_mat, s_neg_mat, c_pos, c_neg, mask=mask.to(self.device)), b
+            return self.inbatch(s_pos_mat, s_neg_mat, c_pos, c_neg, mask=mask.to(self.device)), b_local
         return self.dual(s_pos_mat, s_neg_mat, t[:, 0], t[:, 1], c_pos, c_neg,
-                         mask=mask.to(self.device)).total, b
+                         mask=mask.to(self.device)).total, b_local
 
     def validate(self) -> float:
         if self.validation is None:

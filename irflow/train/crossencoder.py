@@ -45,7 +45,8 @@ class Example:
 
 class CrossEncoderTask:
     def __init__(self, model, examples: list[Example], queries: dict[str, str], docs, cfg: GroupConfig, *,
-                 seed: int, device: str, validation=None):
+                 seed: int, device: str, validation=None, dist=None):
+        from .dist import SINGLE
         from .losses import make_loss
 
         self.model = model
@@ -55,6 +56,10 @@ class CrossEncoderTask:
         self.queries = queries
         self.docs = docs  # doc id -> text (a mapping)
         self.validation = validation
+        # data-parallel: each rank trains on its slice of every global batch; the loss is a mean over
+        # the rank's own groups, so the gradients are averaged across ranks (global_loss False)
+        self.dist = dist or SINGLE
+        self.global_loss = False
         teacher_objective = cfg.objective in ("kl", "ranknet", "margin-mse")
         usable = []
         for ex in examples:
@@ -101,13 +106,17 @@ class CrossEncoderTask:
         return docs, [float(t.get(d, 0.0)) for d in docs]
 
     def micro_batches(self, step: int, rng: np.random.Generator, accum: int):
+        """The step's global groups, drawn in every rank alike, and this rank's slice of them."""
+        from .dist import rank_rows
+
         bq = self.cfg.batch_queries
         start = step * accum * bq
+        sl = rank_rows(bq, self.dist)
         batches = []
         for a in range(accum):
             groups = [self._group(self._query_at(start + a * bq + i), rng) for i in range(bq)]
             qids = [self._query_at(start + a * bq + i).qid for i in range(bq)]
-            batches.append((qids, groups))
+            batches.append((qids[sl], groups[sl]))
         return batches
 
     def loss(self, batch) -> tuple[torch.Tensor, int]:

@@ -110,6 +110,7 @@ def _optimizer(task: Task, cfg: OptimConfig):
 # run continues exactly that log, and what a dead run logged after its last checkpoint is gone.
 
 KEEP_CHECKPOINTS = 2
+_RANK_RNG = "rng-rank"  # rng-rank<r>.json / .safetensors: the random state of rank r >= 1
 _STEP_DIR = "step-"
 _TMP_PREFIX = ".tmp-"
 
@@ -249,7 +250,7 @@ def _clean_stale_temps(root: Path) -> None:
 
 
 def _save_checkpoint(root: Path, task: Task, opt, sched, scaler, state: dict, log_lines: list[str],
-                     best: dict | None) -> None:
+                     best: dict | None, rank_rngs: list | None = None) -> None:
     """Write checkpoint ``step-<n>`` atomically (``best``: the best weights so far, kept in memory).
 
     The best weights are held in (CPU) memory rather than linked from the previous checkpoint, so a
@@ -261,7 +262,7 @@ def _save_checkpoint(root: Path, task: Task, opt, sched, scaler, state: dict, lo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        _write_checkpoint(tmp, task, opt, sched, scaler, state, log_lines, best)
+        _write_checkpoint(tmp, task, opt, sched, scaler, state, log_lines, best, rank_rngs)
     except Exception:  # e.g. a full disk: no half-written temp stays (a kill's is cleaned up later)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -281,7 +282,9 @@ def _save_checkpoint(root: Path, task: Task, opt, sched, scaler, state: dict, lo
 
 
 def _write_checkpoint(tmp: Path, task: Task, opt, sched, scaler, state: dict, log_lines: list[str],
-                      best: dict | None) -> None:
+                      best: dict | None, rank_rngs: list | None = None) -> None:
+    """``rank_rngs``: the random states of every rank of a data-parallel run (rank 0's is ``rng.*``,
+    rank r's ``rng-rank<r>.*``), so that each rank resumes with its own dropout stream."""
     from safetensors.torch import save_file
 
     weights = {k: v.detach().contiguous() for k, v in task.model.state_dict().items()}
@@ -292,9 +295,13 @@ def _write_checkpoint(tmp: Path, task: Task, opt, sched, scaler, state: dict, lo
             "scaler": _encode_tree(scaler.state_dict(), tensors, "scaler.") if scaler is not None else None}
     save_file(tensors, str(tmp / "optim.safetensors"))
     (tmp / "optim.json").write_text(json.dumps(tree))
-    rng_json, rng_tensors = _rng_states()
+    rng_json, rng_tensors = rank_rngs[0] if rank_rngs else _rng_states()
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     (tmp / "rng.json").write_text(json.dumps(rng_json))
+    for r, (js, ts) in enumerate(rank_rngs or []):
+        if r:
+            save_file(ts, str(tmp / f"{_RANK_RNG}{r}.safetensors"))
+            (tmp / f"{_RANK_RNG}{r}.json").write_text(json.dumps(js))
     (tmp / "train_log.jsonl").write_text("".join(ln + "\n" for ln in log_lines))
     if best is not None:
         save_file(best, str(tmp / "best.safetensors"))
@@ -327,7 +334,13 @@ def _read_checkpoint(d: Path) -> dict:
         if state.get("best") is not None and "best.safetensors" not in files:
             raise CorruptCheckpoint("best.safetensors is not recorded")
         best = load_file(str(d / "best.safetensors")) if "best.safetensors" in files else None
-        return {"state": state, "model": load_file(str(d / "model.safetensors")), "best": best,
+        ranks = {}
+        for name in files:
+            r = name[len(_RANK_RNG):-len(".json")]
+            if name.startswith(_RANK_RNG) and name.endswith(".json") and r.isdigit():
+                ranks[int(r)] = (json.loads((d / name).read_text()),
+                                 load_file(str(d / f"{_RANK_RNG}{r}.safetensors")))
+        return {"rank_rng": ranks,"state": state, "model": load_file(str(d / "model.safetensors")), "best": best,
                 "optim": _decode_tree(json.loads((d / "optim.json").read_text()), tensors),
                 "rng": (json.loads((d / "rng.json").read_text()), load_file(str(d / "rng.safetensors"))),
                 "log": (d / "train_log.jsonl").read_text().splitlines(), "dir": d}
@@ -353,11 +366,8 @@ def _check_fits(ck: dict, task: Task, opt) -> None:
         raise CorruptCheckpoint("its optimizer groups do not match the model")
 
 
-def _load_latest(root: Path, task: Task, opt, sched, scaler
-                 ) -> tuple[dict, list[str], dict | None, Path] | None:
-    """Resume from the newest readable checkpoint, discarding unreadable ones with a warning."""
-    import torch
-
+def _pick_latest(root: Path, task: Task, opt) -> dict | None:
+    """The newest readable checkpoint, discarding unreadable ones with a warning; applies nothing."""
     for _, d in _step_dirs(root):
         try:
             ck = _read_checkpoint(d)
@@ -366,15 +376,56 @@ def _load_latest(root: Path, task: Task, opt, sched, scaler
             log.warning("discarding corrupt checkpoint %s: %s", d, e)
             shutil.rmtree(d, ignore_errors=True)
             continue
-        with torch.no_grad():
-            task.model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"]["optimizer"])
-        sched.load_state_dict(ck["optim"]["scheduler"])
-        if scaler is not None and ck["optim"]["scaler"] is not None:
-            scaler.load_state_dict(ck["optim"]["scaler"])
-        _set_rng_states(*ck["rng"])
-        return ck["state"], ck["log"], ck["best"], d
+        return ck
     return None
+
+
+def _apply(ck: dict, task: Task, opt, sched, scaler, rank: int = 0
+           ) -> tuple[dict, list[str], dict | None, Path]:
+    import torch
+
+    with torch.no_grad():
+        task.model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optim"]["optimizer"])
+    sched.load_state_dict(ck["optim"]["scheduler"])
+    if scaler is not None and ck["optim"]["scaler"] is not None:
+        scaler.load_state_dict(ck["optim"]["scaler"])
+    if rank == 0:
+        _set_rng_states(*ck["rng"])
+    elif rank in ck.get("rank_rng", {}):
+        _set_rng_states(*ck["rank_rng"][rank])
+    else:  # written by a run with fewer processes: this rank's dropout stream starts afresh
+        log.warning("checkpoint %s has no random state for rank %d; continuing with a fresh one", ck["dir"], rank)
+    return ck["state"], ck["log"], ck["best"], ck["dir"]
+
+
+def _load_latest(root: Path, task: Task, opt, sched, scaler
+                 ) -> tuple[dict, list[str], dict | None, Path] | None:
+    """Resume from the newest readable checkpoint, discarding unreadable ones with a warning."""
+    ck = _pick_latest(root, task, opt)
+    return _apply(ck, task, opt, sched, scaler) if ck is not None else None
+
+
+def _load_distributed(root: Path, task: Task, opt, sched, scaler, d
+                      ) -> tuple[dict, list[str], dict | None, Path] | None:
+    """Rank 0 picks the checkpoint (and discards corrupt ones); every rank then loads that one."""
+    from .dist import barrier, broadcast_object
+
+    ck = None
+    if d.main:
+        ck = _pick_latest(root, task, opt)
+    name = broadcast_object(ck["dir"].name if ck is not None else None, d)
+    if name is None:
+        return None
+    if not d.main:
+        try:
+            ck = _read_checkpoint(root / name)
+            _check_fits(ck, task, opt)
+        except CorruptCheckpoint as e:  # rank 0 read it a moment ago: the file system is at fault
+            raise IrflowError(f"rank {d.rank} cannot read checkpoint {root / name} that rank 0 read: {e}") from e
+    out = _apply(ck, task, opt, sched, scaler, d.rank)
+    barrier(d)  # nobody prunes the checkpoint before every rank has read it
+    return out
 
 
 def _write_log(path: Path, lines: list[str]) -> None:
@@ -385,35 +436,59 @@ def _write_log(path: Path, lines: list[str]) -> None:
 
 
 def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: str, autocast_dtype=None,
-          stop_after: int | None = None, progress: bool = True) -> dict:
+          stop_after: int | None = None, progress: bool = True, dist=None) -> dict:
     """Run (or resume) training; returns summary stats. The best (or last) weights stay in ``task.model``.
 
     ``stop_after`` ends the process right after the checkpoint of that step, as a kill would
     (for resume tests and for splitting long runs into scheduler-sized jobs).
+
+    ``dist`` (:class:`irflow.train.dist.Dist`): this process's rank in a data-parallel launch. The
+    task then gives each rank its slice of the global batch; gradients are summed across ranks
+    when the task's loss is the global one (``task.global_loss``: in-batch objectives over gathered
+    representations), else averaged; rank 0 alone validates (and broadcasts the score, so every
+    rank stops early alike), writes checkpoints (with every rank's random state) and the log.
     """
     import torch
 
+    from .dist import (
+        SINGLE,
+        barrier,
+        broadcast_module,
+        broadcast_object,
+        gather_objects,
+        reduce_gradients,
+        reduce_mean,
+    )
+
+    d = dist or SINGLE
     if cfg.max_steps < 1 or cfg.grad_accum < 1:
         raise IrflowError("max_steps and grad_accum must be positive")
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed if d.main else cfg.seed + 1_000_003 * d.rank)  # each rank its own dropout
     opt, sched = _optimizer(task, cfg)
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 and dev_type == "cuda" else None
     state = {"step": 0, "best": None, "best_step": None, "bad_validations": 0, "stopped_early": False}
     log_lines: list[str] = []
-    ckpt.mkdir(parents=True, exist_ok=True)
-    _clean_stale_temps(ckpt)
-    last = _load_latest(ckpt, task, opt, sched, scaler)
-    best_weights = None  # CPU copy of the best validated weights
+    if d.main:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        _clean_stale_temps(ckpt)
+    if d.active:
+        last = _load_distributed(ckpt, task, opt, sched, scaler, d)
+        broadcast_module(task.model, d)
+    else:
+        last = _load_latest(ckpt, task, opt, sched, scaler)
+    best_weights = None  # CPU copy of the best validated weights (rank 0)
     if last is not None:
         state, log_lines, best_weights, last_dir = last
         log.info("resuming from step %d (%s)", state["step"], last_dir)
     # a live copy of this process's log for watching a long run; the published log is log_path
     live = ckpt / f"{_TMP_PREFIX}{_host()}-{os.getpid()}-log.jsonl"
-    live.write_text("".join(ln + "\n" for ln in log_lines))
+    if d.main:
+        live.write_text("".join(ln + "\n" for ln in log_lines))
+    mean_grads = not getattr(task, "global_loss", False)
     task.model.train()
     t_start, pairs_total = time.perf_counter(), 0
-    bar = progress_bar(cfg.max_steps, "train", "step", initial=state["step"], disable=not progress)
+    bar = progress_bar(cfg.max_steps, "train", "step", initial=state["step"], disable=not progress or not d.main)
     while state["step"] < cfg.max_steps and not state["stopped_early"]:
         step = state["step"]
         rng = step_rng(cfg.seed, step)
@@ -426,6 +501,9 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
             (scaler.scale(loss) if scaler is not None else loss).backward()
             loss_sum += float(loss.detach())
             pairs += n
+        if d.active:
+            reduce_gradients(task.model.parameters(), d, mean=mean_grads)
+            loss_sum, pairs = reduce_mean(loss_sum, d), pairs * d.world
         if not math.isfinite(loss_sum):
             raise IrflowError(f"training diverged: loss is {loss_sum} at step {step + 1}")
         if scaler is not None:
@@ -444,20 +522,21 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
                  "pairs_per_s": round(pairs / max(time.perf_counter() - t0, 1e-9), 2)}
         state["best_is_new"] = False
         if cfg.validate_every and (step % cfg.validate_every == 0 or step == cfg.max_steps):
-            metric = task.validate()
+            metric = broadcast_object(task.validate() if d.main else None, d)
             task.model.train()
             entry["validation"] = metric
             if state["best"] is None or metric > state["best"]:
                 state.update(best=metric, best_step=step, bad_validations=0, best_is_new=True)
-                best_weights = {k: v.detach().to("cpu", copy=True).contiguous()
-                                for k, v in task.model.state_dict().items()}
+                if d.main:
+                    best_weights = {k: v.detach().to("cpu", copy=True).contiguous()
+                                    for k, v in task.model.state_dict().items()}
             else:
                 state["bad_validations"] += 1
                 if state["bad_validations"] >= cfg.patience and step >= cfg.min_steps:
                     state["stopped_early"] = True
                     log.info("early stop at step %d (best %.4f at step %d)", step, state["best"],
                              state["best_step"])
-        if step % cfg.log_every == 0 or "validation" in entry or step == cfg.max_steps:
+        if d.main and (step % cfg.log_every == 0 or "validation" in entry or step == cfg.max_steps):
             log_lines.append(json.dumps(entry))
             try:  # best effort: a peer that published this key may have removed the directory
                 with open(live, "a") as f:
@@ -466,15 +545,20 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
                 pass
         if step % cfg.checkpoint_every == 0 or state["best_is_new"] or state["stopped_early"] \
                 or step == cfg.max_steps:
-            _save_checkpoint(ckpt, task, opt, sched, scaler, state, log_lines, best_weights)
+            rngs = gather_objects(_rng_states(), d) if d.active else None
+            if d.main:
+                _save_checkpoint(ckpt, task, opt, sched, scaler, state, log_lines, best_weights, rngs)
+            barrier(d)
         if stop_after is not None and step >= stop_after:
             bar.close()
+            barrier(d)  # no rank exits (and has torchrun stop the others) before rank 0 is done
             sys.exit(3)
     bar.close()
     if state["best"] is not None and best_weights is not None:
         task.model.load_state_dict(best_weights)
-    _write_log(log_path, log_lines)
-    live.unlink(missing_ok=True)
+    if d.main:
+        _write_log(log_path, log_lines)
+        live.unlink(missing_ok=True)
     elapsed = time.perf_counter() - t_start
     return {"steps": state["step"], "best_validation": state["best"], "best_step": state["best_step"],
             "stopped_early": state["stopped_early"], "pairs_per_s": round(pairs_total / max(elapsed, 1e-9), 2),

@@ -35,6 +35,10 @@ class Optimisation(BaseModel):
     patience: int = Field(5, ge=1, description="Validations without improvement before stopping early.")
     checkpoint_every: int = Field(100, ge=1, json_schema_extra={"key": False},
                                   description="Checkpoint every N steps (resume after a kill; not part of the key).")
+    devices: int = Field(1, ge=1, json_schema_extra={"key": False},
+                         description="Data-parallel processes (one device each) sharing the global batch: the "
+                         "stage runs under torchrun --nproc-per-node N (not part of the key: the same global "
+                         "batch gives the same model within float tolerance).")
 
 
 class CrossEncoderStage(Optimisation):
@@ -47,6 +51,13 @@ class CrossEncoderStage(Optimisation):
     negatives_depth: int = Field(100, ge=1, description="Negatives drawn from the first stage's top N.")
     temperature: float = Field(1.0, gt=0, description="Softmax temperature (lce, kl).")
     head_lr: float | None = Field(None, gt=0, description="Learning rate of the head (default: --lr).")
+
+    @model_validator(mode="after")
+    def _split(self):
+        if self.batch_queries % self.devices:
+            raise ValueError(f"batch_queries {self.batch_queries} must be a multiple of devices {self.devices} "
+                             "(each device trains on an equal share of the global batch)")
+        return self
 
 
 class DenseStage(Optimisation):
@@ -78,6 +89,9 @@ class DenseStage(Optimisation):
             raise ValueError("clusters_per_batch cannot exceed batch_size")
         if self.objective != "margin-mse" and self.batch_size < 2:
             raise ValueError(f"objective {self.objective} needs in-batch negatives: batch_size >= 2")
+        if self.batch_size % self.devices:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of devices {self.devices} "
+                             "(each device encodes an equal share of the global batch)")
         return self
 
 

@@ -37,15 +37,19 @@ def _validation(examples, queries, docs, depth: int, device: str, autocast_dtype
 
 
 def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_dir: Path, queries_dir: Path, docs_dir: Path,
-                        teacher_dir: Path | None, out: Path, ckpt: Path, *, key: str, device: str, autocast_dtype,
-                        stop_after: int | None = None) -> dict:
+                        teacher_dir: Path | None, out: Path | None, ckpt: Path, *, key: str, device: str,
+                        autocast_dtype, stop_after: int | None = None, dist=None) -> dict:
+    """``dist``: this process's rank in a data-parallel launch; only rank 0 writes ``out`` (None elsewhere)."""
     from ..models.crossencoder import CrossEncoder
     from ..prepare import load_texts
     from ..preprocess import load_examples
     from ..rerank import DocTexts, model_path
     from .crossencoder import CrossEncoderTask
+    from .dist import SINGLE, check_devices
     from .loop import seed_everything, train
 
+    dist = dist or SINGLE
+    check_devices(p.devices, dist, rows=p.batch_queries, what="batch_queries")
     seed_everything(p.optim.seed)  # the fresh head's initialisation is part of the run
     model = CrossEncoder(model_path(str(init)) if init else p.model, head=p.head, max_length=p.max_length,
                          separate_layers=p.separate_layers)
@@ -60,13 +64,16 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
             ex.teacher = by_q.get(ex.qid) or ex.teacher
     valid = load_examples(examples_dir, "valid")
     validation = (_validation(valid, queries, docs, p.validation_depth, device, autocast_dtype)
-                  if valid and p.optim.validate_every else None)
+                  if valid and p.optim.validate_every and dist.main else None)
     task = CrossEncoderTask(model, train_examples, queries, docs, p.group, seed=p.optim.seed, device=device,
-                            validation=validation)
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
+                            validation=validation, dist=dist)
+    if dist.main:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
     log_path = ckpt.with_name(ckpt.name + ".train_log.jsonl")  # beside: checkpoints replace the directory
     stats = train(task, p.optim, ckpt=ckpt, log_path=log_path, device=device, autocast_dtype=autocast_dtype,
-                  stop_after=stop_after)
+                  stop_after=stop_after, dist=dist)
+    if not dist.main:
+        return stats
     model.save(out / "model", {"artifact_key": key, "objective": p.group.objective})
     shutil.copy2(log_path, out / "train_log.jsonl")
     stats["train_queries"] = len(task.examples)
@@ -97,18 +104,22 @@ def _read_clusters(clusters_dir: Path | None) -> dict[str, int] | None:
 
 def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None, examples_dir: Path, queries_dir: Path, docs_dir: Path,
                 teacher_dir: Path | None, clusters_dir: Path | None, colbert: str | None, out: Path, ckpt: Path, *,
-                key: str, device: str, autocast_dtype, stop_after: int | None = None) -> dict:
+                key: str, device: str, autocast_dtype, stop_after: int | None = None, dist=None) -> dict:
+    """``dist``: this process's rank in a data-parallel launch; only rank 0 writes ``out`` (None elsewhere)."""
     from ..models.colbert import ColBERT
     from ..models.dense import DenseModel
     from ..prepare import load_texts
     from ..preprocess import load_examples
     from ..rerank import DocTexts, model_path
     from .biencoder import TEACHER_OBJECTIVES, BiEncoderTask, dense_validation, teacher_pairs
+    from .dist import SINGLE, check_devices
     from .loop import seed_everything, train
     from .samplers import PairPool, make_sampler
 
     c = p.dense
     c.check()
+    dist = dist or SINGLE
+    check_devices(p.devices, dist, rows=c.batch_size, what="batch_size")
     if c.objective in TEACHER_OBJECTIVES and teacher_dir is None and c.objective != "inbatch":
         raise IrflowError(f"objective {c.objective} needs teacher scores (--teacher)")
     if c.sampler == "tas-balanced" and teacher_dir is None:
@@ -135,16 +146,19 @@ def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None,
                            c.bins)
     valid = load_examples(examples_dir, "valid")
     validation = (dense_validation(valid, queries, docs, p.validation_depth, c, device, autocast_dtype)
-                  if valid and p.optim.validate_every else None)
+                  if valid and p.optim.validate_every and dist.main else None)
     task = BiEncoderTask(model, pool, sampler, queries, docs, c, seed=p.optim.seed, device=device,
-                         colbert=teacher_model, validation=validation)
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
+                         colbert=teacher_model, validation=validation, dist=dist)
+    if dist.main:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
     log_path = ckpt.with_name(ckpt.name + ".train_log.jsonl")
     try:
         stats = train(task, p.optim, ckpt=ckpt, log_path=log_path, device=device, autocast_dtype=autocast_dtype,
-                      stop_after=stop_after)
+                      stop_after=stop_after, dist=dist)
     finally:
         task.close()
+    if not dist.main:
+        return stats
     model.save(out / "model", {"artifact_key": key, "objective": c.objective, "sampler": c.sampler})
     shutil.copy2(log_path, out / "train_log.jsonl")
     stats.update(train_queries=pool.n_queries, train_pairs=len(pool), sampler=sampler.summary())
