@@ -2,8 +2,9 @@
 
 Runs, qrels, corpora, RankGPT lists and teacher-score files are all read through
 :func:`text_lines`: strict UTF-8 (a bad byte names its line), a leading byte-order mark dropped,
-blank lines skipped, and a missing file, a directory or a permission problem reported as one
-:class:`~irflow.errors.IrflowError` naming the path.
+blank lines skipped, a NUL byte refused (no text format of ours has one: it means a binary or
+corrupt file, and it would pass silently into ids and texts), and a missing file, a directory or a
+permission problem reported as one :class:`~irflow.errors.IrflowError` naming the path.
 """
 
 from __future__ import annotations
@@ -37,5 +38,9 @@ def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             if n == 1 and text.startswith("\ufeff"):
                 text = text[1:]  # a byte-order mark is not part of the first record
             text = text.rstrip("\r\n")
+            nul = text.find("\x00")
+            if nul >= 0:
+                raise IrflowError(f"NUL byte at character {nul + 1} of the line (a binary or corrupt file?)",
+                                  where=path, line=n)
             if text.strip():
                 yield n, text

@@ -190,6 +190,46 @@ def empty_corpus_blank_lines(ctx):
     return Bad(_prepare(ctx, f), "prepare", [str(f), "no docs"])
 
 
+def jsonl_null_text(ctx):
+    # str(None) would be stored as the text "None"
+    f = ctx.file("docs.jsonl", '{"doc_id": "d1", "text": "a"}\n{"doc_id": "d2", "text": null}\n')
+    return Bad(_prepare(ctx, f), "prepare", [str(f), "'text' must be a string", "null"], line=2)
+
+
+def jsonl_null_id(ctx):
+    f = ctx.file("queries.jsonl", '{"query_id": "q1", "text": "a"}\n{"query_id": "q2", "text": "b"}\n'
+                                  '{"query_id": null, "text": "c"}\n')
+    return Bad(_prepare(ctx, f, "queries"), "prepare", [str(f), "'query_id'", "null"], line=3)
+
+
+def jsonl_list_as_text(ctx):
+    # str(["a", "b"]) would be stored as the text "['a', 'b']"
+    f = ctx.file("docs.jsonl", '{"doc_id": "d1", "text": ["a", "b"]}\n{"doc_id": "d2", "text": "b"}\n')
+    return Bad(_prepare(ctx, f), "prepare", [str(f), "'text' must be a string", "list"], line=1)
+
+
+def doc_id_with_whitespace(ctx):
+    # would be published, then break the whitespace-separated run file written by search
+    f = ctx.file("docs.tsv", "d1\ta\nd2\tb\nd 3\tc\n")
+    return Bad(_prepare(ctx, f), "prepare", [str(f), "doc id 'd 3'", "whitespace"], line=3)
+
+
+def query_id_with_whitespace_in_jsonl(ctx):
+    f = ctx.file("queries.jsonl", '{"query_id": "q1\\tx", "text": "a"}\n')
+    return Bad(_prepare(ctx, f, "queries"), "prepare", [str(f), "query id", "whitespace"], line=1)
+
+
+def nul_byte_in_tsv(ctx):
+    f = ctx.file("docs.tsv", b"d1\ta\nd2\tb\x00c\nd3\tc\n")
+    return Bad(_prepare(ctx, f), "prepare", [str(f), "NUL byte"], line=2)
+
+
+def directory_instead_of_file(ctx):
+    d = ctx.tmp / "inputs" / "docs.tsv"
+    d.mkdir(parents=True)
+    return Bad(_prepare(ctx, d), "prepare", [str(d), "is a directory"])
+
+
 def unknown_irds_id(ctx):
     return Bad(_prepare(ctx, "irds:no-such/dataset"), "prepare",
                ["irds:no-such/dataset", "unknown ir_datasets id"])
@@ -323,7 +363,8 @@ def tas_balanced_without_teacher(ctx):
 ERRORS: list[Callable[[Ctx], Bad]] = [
     missing_file, malformed_jsonl_line, jsonl_missing_text_field, jsonl_line_not_an_object,
     tsv_wrong_column_count, duplicate_doc_ids, duplicate_query_ids, non_utf8_bytes, empty_corpus_empty_file,
-    empty_corpus_blank_lines,
+    empty_corpus_blank_lines, jsonl_null_text, jsonl_null_id, jsonl_list_as_text, doc_id_with_whitespace,
+    query_id_with_whitespace_in_jsonl, nul_byte_in_tsv, directory_instead_of_file,
     unknown_irds_id, irds_download_offline, unknown_synthetic_name, unrecognised_dataset_spec,
     tokenizer_not_available_offline, qrels_malformed_line, qrels_grade_not_an_integer, qrels_missing_file,
     run_malformed_line, run_score_not_a_number, run_empty_file, run_not_an_artifact, unknown_measure,

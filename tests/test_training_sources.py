@@ -310,3 +310,101 @@ def test_pair_scores_bom(tmp_path):
     p.write_bytes("\ufeff1 0 q1 d1 d2\n".encode())
     rows, _ = read_pair_scores(p)
     assert rows == [("q1", "d1", "d2", 1.0, 0.0)]
+
+
+# ------------------------------------------------------------------ preprocess: subsets and negatives
+
+# Corpus d1..d6; qrels also judge dX/dY/dZ, which the corpus (a subset) does not hold.
+PP_DOCS = "".join(f"d{i}\tdocument {i}\n" for i in range(1, 7))
+PP_QUERIES = "q1\tfirst\nq2\tsecond\nq3\tthird\n"
+PP_QRELS = ("q1 0 d1 2\nq1 0 dX 3\nq1 0 d2 0\nq1 0 d3 1\nq1 0 dY 0\n"
+            "q2 0 dZ 2\nq2 0 d4 0\n"  # q2's only positive is missing: no example
+            "q3 0 d5 1\nq3 0 d6 0\n")
+PP_RUN = ("q1 Q0 d4 1 9 r\nq1 Q0 d2 2 8 r\nq1 Q0 d1 3 7 r\nq1 Q0 d5 4 6 r\n"
+          "q2 Q0 d4 1 9 r\nq3 Q0 d1 1 9 r\nq3 Q0 d5 2 8 r\n")
+
+
+@pytest.fixture()
+def pp(tmp_path):
+    """Prepared docs and queries (by the real prepare step), a qrels file and a run file."""
+    from irflow.prepare import PrepareParams, prepare
+
+    dirs = {}
+    for kind, text in (("docs", PP_DOCS), ("queries", PP_QUERIES)):
+        src = tmp_path / f"{kind}.tsv"
+        src.write_text(text)
+        dirs[kind] = tmp_path / f"prepared-{kind}"
+        dirs[kind].mkdir()
+        prepare(PrepareParams(str(src), kind), dirs[kind])
+    (tmp_path / "qrels.txt").write_text(PP_QRELS)
+    (tmp_path / "run.trec").write_text(PP_RUN)
+    return tmp_path, dirs
+
+
+def _preprocess(tmp_path, dirs, *, with_docs=True, min_grade=1, **kw):
+    from irflow.preprocess import PreprocessParams, load_examples, preprocess
+
+    out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
+    out.mkdir()
+    p = PreprocessParams(str(tmp_path / "qrels.txt"), min_grade=min_grade, valid_size=0)
+    stats = preprocess(p, dirs["queries"], tmp_path / "run.trec", out,
+                       docs_dir=dirs["docs"] if with_docs else None, **kw)
+    return stats, {e.qid: e for e in load_examples(out, "train")}
+
+
+def test_preprocess_drops_judged_docs_missing_from_the_corpus_with_a_count(pp, caplog):
+    stats, ex = _preprocess(*pp)
+    assert sorted(ex) == ["q1", "q3"]  # q2's positive dZ is not in the corpus
+    assert ex["q1"].positives == ["d1", "d3"]  # dX dropped
+    assert ex["q1"].negatives == ["d4", "d2", "d5"]  # first-stage order, positives removed
+    assert stats["not_in_corpus"] == {"positives": 2, "judged_negatives": 1, "candidates": 0, "teacher_docs": 0}
+    assert stats["dropped_no_positive"] == 1
+    warned = [w for w in stats["warnings"] if "not in the corpus" in w]
+    assert len(warned) == 1 and "2 positives" in warned[0] and "1 judged negatives" in warned[0]
+    assert any("not in the corpus" in r.getMessage() for r in caplog.records)
+    # Every doc an example names exists in the corpus: the trainer can look all of them up.
+    corpus = {f"d{i}" for i in range(1, 7)}
+    for e in ex.values():
+        assert set(e.positives) | set(e.negatives) | set(e.grades or {}) <= corpus
+
+
+def test_preprocess_keeps_the_grades_of_judged_docs(pp):
+    _, ex = _preprocess(*pp)
+    assert ex["q1"].grades == {"d1": 2, "d2": 0, "d3": 1}
+    assert ex["q3"].grades == {"d5": 1, "d6": 0}
+
+
+def test_preprocess_without_the_corpus_trusts_the_ids(pp):
+    stats, ex = _preprocess(*pp, with_docs=False)
+    assert ex["q1"].positives == ["d1", "d3", "dX"] and "q2" in ex
+    assert stats["not_in_corpus"] is None
+
+
+@pytest.mark.parametrize("negatives, q1, q3", [
+    ("first-stage", ["d4", "d2", "d5"], ["d1"]),
+    # judged non-relevant in the corpus only (dY is not): highest grade first, then run order
+    ("judged", ["d2"], ["d6"]),
+    ("both", ["d4", "d2", "d5"], ["d1", "d6"]),
+])
+def test_preprocess_negatives_choice(pp, negatives, q1, q3):
+    stats, ex = _preprocess(*pp, negatives=negatives)
+    assert stats["negatives"] == negatives
+    assert ex["q1"].negatives == q1 and ex["q3"].negatives == q3
+
+
+def test_judged_negatives_highest_grade_first(pp):
+    _, ex = _preprocess(*pp, negatives="judged", min_grade=2)
+    assert ex["q1"].positives == ["d1"] and ex["q1"].negatives == ["d3", "d2"]
+
+
+def test_interleaved_negatives_put_both_kinds_in_every_prefix():
+    from irflow.preprocess import _interleave
+
+    assert _interleave(["a", "b", "c", "d"], ["x", "b", "y"]) == ["a", "x", "b", "c", "y", "d"]
+
+
+def test_judged_negatives_need_the_corpus_and_a_known_choice(pp):
+    with pytest.raises(IrflowError, match="needs the corpus"):
+        _preprocess(*pp, with_docs=False, negatives="judged")
+    with pytest.raises(IrflowError, match="negatives must be one of"):
+        _preprocess(*pp, negatives="pooled")

@@ -74,6 +74,8 @@ def identity(spec: str | DatasetSpec) -> dict:
 
         return {"synthetic": get_spec(s.value).identity()}
     p = Path(s.value)
+    if p.is_dir():
+        raise IrflowError("is a directory, expected a file", where=p)
     if not p.is_file():
         raise IrflowError("no such file", where=p)
     st = p.stat()
@@ -93,13 +95,21 @@ def _irds(dataset_id: str):
 
 
 def _irds_stream(dataset_id: str, kind: Kind):
+    """Stream one kind of record of an ir_datasets id.
+
+    Only the requested kind is looked up: ir_datasets datasets lack the ``<kind>_iter`` attributes
+    of what they do not provide (``msmarco-passage`` has no ``queries_iter``), so touching the others
+    raises ``AttributeError``.
+    """
     ds = _irds(dataset_id)
-    has = {"docs": ds.has_docs, "queries": ds.has_queries, "qrels": ds.has_qrels}[kind]()
-    if not has:
-        raise IrflowError(f"ir_datasets id {dataset_id!r} provides no {kind}", where=f"irds:{dataset_id}")
-    it = {"docs": ds.docs_iter, "queries": ds.queries_iter, "qrels": ds.qrels_iter}[kind]()
+    has = getattr(ds, f"has_{kind}", None)
+    if has is None or not has():
+        provides = [k for k in ("docs", "queries", "qrels") if getattr(ds, f"has_{k}", lambda: False)()]
+        what = ", ".join(provides) if provides else "nothing irflow reads"
+        raise IrflowError(f"ir_datasets id {dataset_id!r} provides no {kind} (it provides {what})",
+                          where=f"irds:{dataset_id}")
     try:
-        yield from it
+        yield from getattr(ds, f"{kind}_iter")()
     except IrflowError:
         raise
     except Exception as e:  # ir_datasets raises RuntimeError/ConnectionError/OSError on failed downloads
@@ -159,16 +169,41 @@ def _file_texts(path: Path, kind: Kind) -> Iterator[tuple[str, str, int]]:
             key = next((k for k in _ID_FIELDS[kind] if k in obj), None)
             if key is None or "text" not in obj:
                 raise IrflowError(f"needs fields {_ID_FIELDS[kind][0]!r} and 'text'", where=path, line=n)
-            text = obj["text"]
-            if "title" in obj and obj["title"]:
-                text = f"{obj['title']} {text}"
-            yield str(obj[key]), str(text), n
+            rid, text, title = obj[key], obj["text"], obj.get("title")
+            # str() of null or of a list would store "None" / "['a', 'b']" as if it were the record.
+            if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+                raise IrflowError(f"{key!r} must be a string or an integer, found {_json_type(rid)}",
+                                  where=path, line=n)
+            for name, value in (("text", text), ("title", title)):
+                if not isinstance(value, str) and not (name == "title" and value is None):
+                    raise IrflowError(f"{name!r} must be a string, found {_json_type(value)}", where=path, line=n)
+            if title:
+                text = f"{title} {text}"
+            yield str(rid), text, n
     else:
         for n, line in text_lines(path):
             cols = line.split("\t")
             if len(cols) != 2:
                 raise IrflowError(f"expected 2 tab-separated columns (id, text), found {len(cols)}", where=path, line=n)
             yield cols[0], cols[1], n
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _check_id(rid: str, what: str, where: str, line: int | None) -> None:
+    """Ids are single tokens: run files and qrels are whitespace-separated, so an id with a space or a
+    control character would be published here and only fail (or silently shift columns) later."""
+    if not rid:
+        raise IrflowError(f"empty {what} id", where=where, line=line)
+    if any(c.isspace() or not c.isprintable() for c in rid):
+        raise IrflowError(f"{what} id {rid!r} contains whitespace or a control character (ids must be "
+                          "single tokens: run and qrels files are whitespace-separated)", where=where, line=line)
 
 
 def _file_qrels(path: Path) -> Iterator[tuple[str, str, int, int]]:
@@ -187,20 +222,28 @@ def _file_qrels(path: Path) -> Iterator[tuple[str, str, int, int]]:
 
 
 def iter_texts(spec: str, kind: Literal["docs", "queries"]) -> Iterator[tuple[str, str, str | None, int | None]]:
-    """Yield ``(id, text, where, line)``; ``where``/``line`` locate the record for error messages."""
+    """Yield ``(id, text, where, line)``; ``where``/``line`` locate the record for error messages.
+
+    Every id is checked to be a non-empty single token (:func:`_check_id`), whatever the source.
+    """
     s = parse_spec(spec)
+    what = {"docs": "doc", "queries": "query"}[kind]
     if s.scheme == "irds":
         for r in _irds_stream(s.value, kind):
-            yield (r.doc_id if kind == "docs" else r.query_id), _text_of(r), None, None
+            rid = r.doc_id if kind == "docs" else r.query_id
+            _check_id(rid, what, s.raw, None)
+            yield rid, _text_of(r), None, None
     elif s.scheme == "synthetic":
         from .synthetic import generate
 
         coll = generate(s.value)
         for rid, text in coll.docs if kind == "docs" else coll.queries:
+            _check_id(rid, what, s.raw, None)
             yield rid, text, None, None
     else:
         p = Path(s.value)
         for rid, text, n in _file_texts(p, kind):
+            _check_id(rid, what, str(p), n)
             yield rid, text, str(p), n
 
 

@@ -40,6 +40,7 @@ class Example:
     positives: list[str]
     negatives: list[str]  # first-stage order, non-relevant (or unjudged)
     teacher: dict[str, float] | None = None
+    grades: dict[str, int] | None = None  # qrels grade of each judged doc in the corpus (graded losses)
 
 
 class CrossEncoderTask:
