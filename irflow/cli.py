@@ -279,7 +279,8 @@ def preprocess(r: Run):
     def work():
         r.art.seed = p.split_seed
         return run(p, Path(r.paths["queries"]), Path(r.paths["run"]) / RUN if "run" in r.paths else
-                   (Path(p.run_file) if p.run_file else None), r.art.tmp)
+                   (Path(p.run_file) if p.run_file else None), r.art.tmp,
+                   docs_dir=Path(r.paths["docs"]) if "docs" in r.paths else None, negatives=p.negatives)
 
     r.build(work)
 

@@ -174,7 +174,7 @@ def _examples(plan: Plan, exp: Experiment, first_stage: Node, depth: int, min_gr
     seed, test, valid = split or (exp.split.seed, exp.split.test, exp.split.valid)
     p = PreprocessParams(qrels=qrels or exp.qrels or exp.queries, depth=depth, min_grade=min_grade,
                          negatives=negatives, split_seed=seed, test_size=test, valid_size=valid)
-    return plan.add(p, {"queries": all_queries, "run": first_stage})
+    return plan.add(p, {"queries": all_queries, "run": first_stage, "docs": _prepare(plan, exp.corpus, "docs")})
 
 
 def _reranker(plan: Plan, exp: Experiment, s: RerankSystem, runs: dict[str, Node], all_queries: Node,

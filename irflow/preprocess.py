@@ -38,6 +38,8 @@ class PreprocessParams(StepParams):
               "applied here).", kind="queries"),
         Input("run", "--run", ("search", "fuse", "rerank"), "First-stage run artifact whose top --depth gives "
               "candidate negatives.", required=False),
+        Input("docs", "--docs", "prepare", "Prepare artifact of the corpus: judged documents not in it are dropped "
+              "(with a counted warning); needed for judged negatives.", required=False, kind="docs"),
     )
 
     qrels: str = Field(description="irds:<id>, synthetic:<name>, or a TREC qrels file.")
