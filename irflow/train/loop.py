@@ -164,6 +164,16 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     bar = tqdm(total=cfg.max_steps, initial=state["step"], unit="step", file=sys.stderr, disable=not progress,
                mininterval=2.0)
     with open(log_path, "a") as logf:
+        if cfg.validate_every and state["step"] == 0 and state["best"] is None:
+            # The starting model is a candidate too: with a few dozen training queries a stage can
+            # make the model worse on held-out queries from its first steps (a strong zero-shot
+            # encoder, a weak teacher), and early stopping should then keep what it started from.
+            metric = task.validate()
+            task.model.train()
+            state.update(best=metric, best_step=0, best_is_new=True)
+            logf.write(json.dumps({"step": 0, "validation": metric}) + "\n")
+            logf.flush()
+            _save_checkpoint(ckpt, task, opt, sched, scaler, state)
         while state["step"] < cfg.max_steps and not state["stopped_early"]:
             step = state["step"]
             rng = step_rng(cfg.seed, step)
