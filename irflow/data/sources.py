@@ -201,7 +201,7 @@ def _check_id(rid: str, what: str, where: str, line: int | None) -> None:
     control character would be published here and only fail (or silently shift columns) later."""
     if not rid:
         raise IrflowError(f"empty {what} id", where=where, line=line)
-    if any(c.isspace() or not c.isprintable() for c in rid):
+    if " " in rid or not rid.isprintable():  # non-printable: every other whitespace and control character
         raise IrflowError(f"{what} id {rid!r} contains whitespace or a control character (ids must be "
                           "single tokens: run and qrels files are whitespace-separated)", where=where, line=line)
 
