@@ -200,12 +200,6 @@ def read_tsv(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "plan/CLI wiring pending (coordinator): the preprocess node must pass the prepared corpus "
-    "(irflow.preprocess.preprocess(..., docs_dir=<docs artifact>), e.g. `irflow preprocess --docs`) so that "
-    "judged train passages missing from the subset are dropped; without it the run stops in `score`: "
-    "\"irflow score: error: document '9000011' is not in the corpus\". Passes (in ~5-7 min on the loaded "
-    "2-core machine) with that wiring; remove this marker then."))
 def test_dl19_and_dl20_experiments_run_through_snakemake(msmarco_env, tmp_path):
     env, written = msmarco_env
     wf = Workflow(tmp_path / "wf", env)
