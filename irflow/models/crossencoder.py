@@ -17,7 +17,10 @@ Two heads share one interface:
 With the ``cosine`` head the lower ``separate_layers`` transformer layers attend within each
 segment only (query to query, document to document; positions restart at the document, token
 types zero), the upper layers jointly — DeFormer / PreTTR-style late interaction. With all layers
-separate the score *is* the bi-encoder's cosine; with none it is a plain joint encoding, whose
+separate the query's states are exactly the bi-encoder's, but the document's are not: its segment
+has no [CLS] of its own (the one difference left), and every document state differs (real DL20 pair: cosine
+0.30 here vs the bi-encoder's 0.58; nDCG@10 0.41 vs 0.61 on the DL20 slice of the tests), so
+the score is only near the bi-encoder's; with none it is a plain joint encoding, whose
 segment means are mixed by cross-attention and rank worse than the bi-encoder before training
 (all-MiniLM-L6-v2 untrained, cranfield, 40 queries, BM25's top 30, nDCG@10: 0.317 joint, 0.283
 with 5 of 6 layers separate, 0.342 with 4, 0.374 with all 6; BM25 0.343 — a single joint layer

@@ -488,6 +488,17 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     mean_grads = not getattr(task, "global_loss", False)
     task.model.train()
     t_start, pairs_total = time.perf_counter(), 0
+    if cfg.validate_every and state["step"] == 0 and state["best"] is None:
+        # The starting model is a candidate too: with a few dozen training queries a stage can make
+        # the model worse on held-out queries from its first steps (a strong zero-shot encoder, a weak
+        # teacher), and early stopping should then keep what it started from.
+        metric = broadcast_object(task.validate() if d.main else None, d)
+        task.model.train()
+        state.update(best=metric, best_step=0, bad_validations=0)
+        if d.main:
+            best_weights = {k: v.detach().to("cpu", copy=True).contiguous()
+                            for k, v in task.model.state_dict().items()}
+            log_lines.append(json.dumps({"step": 0, "validation": metric}))
     bar = progress_bar(cfg.max_steps, "train", "step", initial=state["step"], disable=not progress or not d.main)
     while state["step"] < cfg.max_steps and not state["stopped_early"]:
         step = state["step"]
