@@ -36,7 +36,18 @@ def estimate(plan, node) -> Resources:
     """The resources of one node of ``plan`` (an :class:`irflow.plan.Plan`)."""
     fn = _ESTIMATES.get(node.step)
     threads, mem_mb, minutes = fn(plan, node)
-    return Resources(threads, int(math.ceil(mem_mb)), int(math.ceil(minutes)), int(node.gpu))
+    n = launch_processes(node)  # a data-parallel stage: one job, n processes, n devices
+    return Resources(threads * n, int(math.ceil(mem_mb * n)), int(math.ceil(minutes)), int(node.gpu) * n)
+
+
+def launch_processes(node) -> int:
+    return int(getattr(node.params, "devices", 1) or 1)
+
+
+def launcher(node) -> str:
+    """How the rule starts the command: ``irflow``, or ``torchrun`` for a stage on several devices."""
+    n = launch_processes(node)
+    return "irflow" if n == 1 else f"torchrun --standalone --nproc-per-node {n} -m irflow.cli"
 
 
 # ------------------------------------------------------------------------------------ sizes

@@ -44,6 +44,15 @@ def _estimate(step, key):
     return _ESTIMATES[step, key]
 
 
+def launcher_of(step):
+    def launcher(wildcards):
+        from irflow.resources import launcher
+
+        return launcher(PLAN.node(step, wildcards.key))
+
+    return launcher
+
+
 def threads_of(step):
     def threads(wildcards):
         return _estimate(step, wildcards.key).threads

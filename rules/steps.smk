@@ -192,6 +192,7 @@ rule train:
         "benchmarks/train/{key}.tsv"
     params:
         args=command_of("train"),
+        launcher=launcher_of("train"),
     threads: threads_of("train")
     resources:
         mem_mb=resource_of("train", "mem_mb"),
@@ -200,7 +201,7 @@ rule train:
     conda:
         "../envs/irflow.yaml"
     shell:
-        "irflow train {params.args} --threads {threads} > {log:q} 2>&1"
+        "{params.launcher} train {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule rerank:

@@ -118,3 +118,19 @@ def test_the_dry_run_of_a_valid_config_quotes_every_path(workflow):
     # the regex of the experiment wildcard is escaped: a.b-c_1 does not match aXb-c_1
     r = workflow.snakemake("-n", "results/aXb-c_1/ndcg.tsv", check=False)
     assert r.returncode != 0
+
+
+def test_a_stage_on_two_devices_is_one_torchrun_job_with_two_gpus(workflow):
+    stage = {"objective": "lce", "batch_queries": 2, "group_size": 4, "max_steps": 2, "devices": 2}
+    workflow.write_config({"experiments": {"x": {
+        "corpus": "synthetic:tiny", "queries": "synthetic:tiny", "split": {"seed": 1, "test": 10, "valid": 4},
+        "systems": {"bm25": {"type": "bm25"},
+                    "rerank": {"type": "rerank", "first_stage": "bm25", "training": {"first_stage": "bm25"},
+                               "stages": [stage]}}}}})
+    import re
+
+    out = workflow.snakemake("-n", "-p", "--resources", "gpu=4", "results/x/ndcg.tsv").stdout
+    job = re.search(r"rule train:\n(.*?)Shell command", out, re.S)
+    assert job and re.search(r"resources: [^\n]*gpu=2", job.group(1)), out[-3000:]
+    assert "torchrun --standalone --nproc-per-node 2 -m irflow.cli train cross-encoder" in out, out[-3000:]
+    assert "--devices 2" in out
