@@ -129,7 +129,7 @@ def test_a_stage_on_two_devices_is_one_torchrun_job_with_two_gpus(workflow):
                                "stages": [stage]}}}}})
     import re
 
-    out = workflow.snakemake("-n", "-p", "--resources", "gpu=4", "results/x/ndcg.tsv").stdout
+    out = workflow.snakemake("-n", "-p", "results/x/ndcg.tsv", "--resources", "gpu=4").stdout
     job = re.search(r"rule train:\n(.*?)Shell command", out, re.S)
     assert job and re.search(r"resources: [^\n]*gpu=2", job.group(1)), out[-3000:]
     assert "torchrun --standalone --nproc-per-node 2 -m irflow.cli train cross-encoder" in out, out[-3000:]
