@@ -2209,27 +2209,7 @@ def _build(spec: SyntheticSpec) -> tuple[SyntheticCollection, dict[str, dict]]:
             for _attempt in range(20):
                 anchor_i = qrng.choice(candidates)
                 anchor = docs[anchor_i]
-                want = [anchor.primary]
-                aspect = None
-                if len(anchor.facets) > 1 and qrng.random() < spec.two_facet_rate:
-                    want.append(qrng.choice(anchor.facets[1:]))
-                    qrng.shuffle(want)
-                elif qrng.random() < spec.aspect_query_rate:
-                    aspect = anchor.aspect
-                picked = [_query_form(qrng, spec, sub.facets[fi]) for fi in want]
-                forms = [f for f, _ in picked]
-                paraphrased = any(p for _, p in picked)
-                c = qrng.choice(sub.contexts)
-                if len(want) == 2:
-                    template = qrng.choice(_QUERY_TWO)
-                elif aspect is not None:
-                    template = qrng.choice(_ASPECTS[aspect][3])
-                else:
-                    template = qrng.choice(_QUERY_ONE)
-                text = _fill(template, f=forms[0], g=forms[-1], c=c)
-                if "{c}" not in template and qrng.random() < spec.query_context_rate[int(paraphrased)]:
-                    text += " " + qrng.choice((c, qrng.choice(topic.phrases)))
-                text = text.lower() if qrng.random() < 0.7 else _cap(text)
+                text, want, aspect = _query_text(qrng, spec, topic, sub, anchor)
                 if text not in seen_text:
                     break
             seen_text.add(text)
@@ -2362,22 +2342,20 @@ def _scale_doc(spec: ScaleSpec, topics, i: int) -> _Doc:
     return _write_doc(rng, spec.text, topics, ti, si, primary, aspect)
 
 
-def _scale_query(spec: ScaleSpec, topics, n: int, *, judge: bool) -> tuple[str, list[tuple[int, int]]]:
-    """Query ``n``'s text and, with ``judge``, its judgements ``[(passage number, grade)]``."""
-    text_spec = spec.text
-    qrng = random.Random((spec.seed << 42) + (1 << 41) + n)
-    anchor_i = qrng.randrange(spec.passages)
-    anchor = _scale_doc(spec, topics, anchor_i)
-    topic = topics[anchor.topic]
-    sub = topic.subtopics[anchor.subtopic]
+def _query_text(qrng: random.Random, spec, topic, sub, anchor) -> tuple[str, list[int], int | None]:
+    """A query drawn from an anchor passage: (text, the facets it names, the aspect it asks for).
+
+    Shared by the demo generator and the streaming scale sizes; every draw comes from ``qrng`` in
+    a fixed order, so either collection's bytes depend only on its seed.
+    """
     want = [anchor.primary]
     aspect = None
-    if len(anchor.facets) > 1 and qrng.random() < text_spec.two_facet_rate:
+    if len(anchor.facets) > 1 and qrng.random() < spec.two_facet_rate:
         want.append(qrng.choice(anchor.facets[1:]))
         qrng.shuffle(want)
-    elif qrng.random() < text_spec.aspect_query_rate:
+    elif qrng.random() < spec.aspect_query_rate:
         aspect = anchor.aspect
-    picked = [_query_form(qrng, text_spec, sub.facets[fi]) for fi in want]
+    picked = [_query_form(qrng, spec, sub.facets[fi]) for fi in want]
     forms = [f for f, _ in picked]
     paraphrased = any(p for _, p in picked)
     c = qrng.choice(sub.contexts)
@@ -2388,9 +2366,21 @@ def _scale_query(spec: ScaleSpec, topics, n: int, *, judge: bool) -> tuple[str, 
     else:
         template = qrng.choice(_QUERY_ONE)
     text = _fill(template, f=forms[0], g=forms[-1], c=c)
-    if "{c}" not in template and qrng.random() < text_spec.query_context_rate[int(paraphrased)]:
+    if "{c}" not in template and qrng.random() < spec.query_context_rate[int(paraphrased)]:
         text += " " + qrng.choice((c, qrng.choice(topic.phrases)))
     text = text.lower() if qrng.random() < 0.7 else _cap(text)
+    return text, want, aspect
+
+
+def _scale_query(spec: ScaleSpec, topics, n: int, *, judge: bool) -> tuple[str, list[tuple[int, int]]]:
+    """Query ``n``'s text and, with ``judge``, its judgements ``[(passage number, grade)]``."""
+    text_spec = spec.text
+    qrng = random.Random((spec.seed << 42) + (1 << 41) + n)
+    anchor_i = qrng.randrange(spec.passages)
+    anchor = _scale_doc(spec, topics, anchor_i)
+    topic = topics[anchor.topic]
+    sub = topic.subtopics[anchor.subtopic]
+    text, want, aspect = _query_text(qrng, text_spec, topic, sub, anchor)
     if not judge:
         return text, []
     stride = _scale_plan(topics, anchor_i)[4]

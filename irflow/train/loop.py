@@ -126,13 +126,9 @@ def _host() -> str:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from ..store import file_digest
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def _fsync(path: Path) -> None:
