@@ -103,7 +103,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, reference, caplog):
     assert "resuming from step 6" in caplog.text
     assert _max_diff(w, reference[0]) <= 1e-6
     assert rows == reference[1]  # the resumed log continues the checkpoint's log
-    assert [r["step"] for r in rows] == list(range(1, 11))
+    assert [r["step"] for r in rows] == list(range(0, 11))  # step 0: the starting model's validation
     assert not list(ckpt.glob(".tmp-*"))
 
 
@@ -116,7 +116,7 @@ def test_lines_of_a_dead_run_after_its_checkpoint_are_dropped(tmp_path):
     assert [json.loads(ln)["step"] for ln in live[0].read_text().splitlines()] == list(range(1, 9))
     w, rows = _run(tmp_path, validate_every=0)
     assert rows == ref[1]
-    assert [r["step"] for r in rows] == list(range(1, 11))
+    assert [r["step"] for r in rows] == list(range(1, 11))  # no validation: no step-0 line
     assert _max_diff(w, ref[0]) <= 1e-6
 
 
@@ -238,7 +238,8 @@ def test_two_processes_of_one_key_at_once(tmp_path):
         w = load_file(str(tmp_path / f"final-p{i}.safetensors"))
         assert _max_diff(w, ref) <= 1e-6
     rows = [json.loads(ln) for ln in (tmp_path / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == list(range(1, 41))  # one run's lines, not two interleaved
+    # one run's lines, not two interleaved (step 0: the starting model's validation)
+    assert [r["step"] for r in rows] == list(range(0, 41))
     assert not list((tmp_path / "ckpt").glob(".tmp-*"))
     assert len(list((tmp_path / "ckpt").glob("step-*"))) == 2
 

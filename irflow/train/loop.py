@@ -477,13 +477,6 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     if last is not None:
         state, log_lines, best_weights, last_dir = last
         log.info("resuming from step %d (%s)", state["step"], last_dir)
-    # a live copy of this process's log for watching a long run; the published log is log_path
-    live = ckpt / f"{_TMP_PREFIX}{_host()}-{os.getpid()}-log.jsonl"
-    if d.main:
-        live.write_text("".join(ln + "\n" for ln in log_lines))
-    mean_grads = not getattr(task, "global_loss", False)
-    task.model.train()
-    t_start, pairs_total = time.perf_counter(), 0
     if cfg.validate_every and state["step"] == 0 and state["best"] is None:
         # The starting model is a candidate too: with a few dozen training queries a stage can make
         # the model worse on held-out queries from its first steps (a strong zero-shot encoder, a weak
@@ -495,6 +488,13 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
             best_weights = {k: v.detach().to("cpu", copy=True).contiguous()
                             for k, v in task.model.state_dict().items()}
             log_lines.append(json.dumps({"step": 0, "validation": metric}))
+    # a live copy of this process's log for watching a long run; the published log is log_path
+    live = ckpt / f"{_TMP_PREFIX}{_host()}-{os.getpid()}-log.jsonl"
+    if d.main:
+        live.write_text("".join(ln + "\n" for ln in log_lines))
+    mean_grads = not getattr(task, "global_loss", False)
+    task.model.train()
+    t_start, pairs_total = time.perf_counter(), 0
     bar = progress_bar(cfg.max_steps, "train", "step", initial=state["step"], disable=not progress or not d.main)
     while state["step"] < cfg.max_steps and not state["stopped_early"]:
         step = state["step"]
