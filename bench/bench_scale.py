@@ -362,7 +362,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-queries", choices=["10k", "100k"], default="10k")
     ap.add_argument("--train-steps", type=int, default=20)
     ap.add_argument("--score-depth", type=int, default=10, help="teacher-scored candidates per training query")
-    ap.add_argument("--queries", type=int, default=1000, help="evaluation (test) queries, the same at every size")
+    ap.add_argument("--queries", type=int, default=1000,
+                    help="evaluation (test) queries, the same at every size (searches run over all queries)")
     ap.add_argument("--valid", type=int, default=100)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--doc-max-length", type=int, default=64)
@@ -443,7 +444,9 @@ def main(argv=None) -> int:
             if enc:
                 log(f"   encode: {SIZES[size] / enc['s']:.0f} passages/s (wall of {enc['jobs']} shard jobs summed)")
             if srch:
-                log(f"   search dense: {args.queries / srch['s']:.1f} queries/s over {SIZES[size]} passages")
+                n = 100_000 if args.train_queries == "100k" else 10_000  # every query of the collection
+                log(f"   search dense: {n / srch['s']:.1f} queries/s over {SIZES[size]} passages "
+                    f"({n} queries, query encoding included, {srch['jobs']} job)")
 
     return report(results, args, failed)
 

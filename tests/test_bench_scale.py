@@ -30,13 +30,15 @@ def test_scale_benchmark_smoke_run_has_every_step(tmp_path, env):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     rows = {}
     for line in r.stdout.splitlines():
-        m = re.match(r"^\| (.+?) \| ([\d.]+) / (\d+)( \((\d+) jobs\))? \|$", line)
+        # | step | wall s / cpu s / MB[ (N jobs)] |: a single size, so no exponent columns
+        m = re.match(r"^\| (.+?) \| ([\d.]+) / ([\d.]+) / (\d+)( \((\d+)( of \d+)? jobs\))? \|$", line)
         if m:
-            rows[m.group(1)] = (float(m.group(2)), int(m.group(3)), int(m.group(5) or 1))
+            assert m.group(7) is None, f"a job of {m.group(1)} was not measured: {line}"
+            rows[m.group(1)] = (float(m.group(2)), int(m.group(4)), int(m.group(6) or 1), float(m.group(3)))
     missing = [s for s in STEPS if s not in rows]
     assert not missing, f"steps missing from the table: {missing}\n{r.stdout[-3000:]}"
-    for step, (seconds, mb, jobs) in rows.items():
-        assert seconds > 0 and mb > 0, (step, seconds, mb)
+    for step, (seconds, mb, jobs, cpu) in rows.items():
+        assert seconds > 0 and mb > 0 and cpu >= 0, (step, seconds, mb, cpu)
     assert rows["encode"][2] == 2 and rows["index faiss"][2] == 2  # one job per shard, summed
     assert re.search(r"\*\*all steps \(wall of the run\)\*\* \| \d+ s \|", r.stdout)
     # the results are saved for --report, which prints the same table without running anything
