@@ -143,9 +143,8 @@ def _label(plan, node, train_no: dict) -> str:
     if step == "search":
         bm25 = any(i.step == "index" and type(i.params).__name__ == "BM25Params" for i in node.inputs.values())
         return "search " + ("bm25" if bm25 else "dense")
-    if step == "train":
-        n = train_no.setdefault(node.key, len(train_no) + 1)
-        return f"train {getattr(p, 'objective', '')} #{n}".replace("  ", " ")
+    if step == "train":  # by objective: the same row at every size (keys sort differently)
+        return f"train {getattr(p, 'objective', type(p).__name__)}"
     return step
 
 

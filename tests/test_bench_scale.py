@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT
 
 STEPS = ["prepare docs text", "prepare docs tokens", "prepare queries text", "index bm25", "index faiss",
-         "encode", "search bm25", "search dense", "preprocess", "train lce #1", "score", "train kl #2",
+         "encode", "search bm25", "search dense", "preprocess", "train lce", "score", "train kl",
          "rerank", "evaluate"]
 
 
