@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """How the pipeline grows from 10k to 1M passages: wall time and peak RSS of every step.
 
 Why: irflow exists for MS MARCO (8.8M passages, ~500k training queries), but its tests run on a
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import os
@@ -55,7 +57,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's irflow (plan, config) and bench/common.py
 
-from common import cpu_load, log  # noqa: E402
+from common import cpu_load, log
 
 SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 MODEL_STEPS = ("encode", "score", "rerank", "train")  # memory must not grow with the corpus
@@ -131,7 +133,7 @@ def experiment(size: str, model: str, args) -> dict:
 # ------------------------------------------------------------------------------------ measuring
 
 
-def _label(plan, node, train_no: dict) -> str:
+def _label(plan, node) -> str:
     """A step's row in the table: the rule plus what tells its jobs apart."""
     p = node.params
     step = node.step
@@ -193,12 +195,11 @@ def _bench_row(path: Path) -> dict | None:
 def measure(work: Path, plan, exp_name: str) -> tuple[dict, dict]:
     """Per label: seconds (summed over its jobs), peak MB (max), jobs; plus sizes on disk."""
     steps: dict[str, dict] = {}
-    train_no: dict = {}
     planned: dict[str, int] = {}
     sizes = {"bm25_index": 0, "faiss_shard_max": 0, "queries": 0}
     nodes = sorted(_ancestors(plan.experiments[exp_name]), key=lambda n: (n.step, n.key))
     for node in nodes:
-        label = _label(plan, node, train_no)
+        label = _label(plan, node)
         planned[label] = planned.get(label, 0) + 1
         b = _bench_row(work / "benchmarks" / node.step / f"{node.key}.tsv")
         art = work / plan.path(node)
@@ -269,7 +270,7 @@ def table(results: dict) -> list[str]:
                 labels.append(label)
     order = ["prepare", "index", "encode", "search", "preprocess", "train", "score", "rerank", "fuse", "evaluate"]
     labels.sort(key=lambda lb: (order.index(lb.split()[0]) if lb.split()[0] in order else 99, lb))
-    pairs = list(zip(sizes, sizes[1:]))
+    pairs = list(itertools.pairwise(sizes))
     head = ["step"] + [f"{s}: wall s / cpu s / MB" for s in sizes] + [f"exp {a}->{b}: cpu (wall)" for a, b in pairs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for lb in labels:
@@ -421,7 +422,7 @@ def main(argv=None) -> int:
                "--cores", str(args.cores), *args.snakemake_arg, target]
         load0, t = cpu_load(), time.time()
         log(f"## {size}: {' '.join(cmd[2:])}")
-        r = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True)
+        r = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True, check=False)
         wall = time.time() - t
         steps, disk = measure(work, plan, names[size])
         results[size] = {"steps": steps, "sizes": disk, "wall": wall}

@@ -41,7 +41,7 @@ def num_gpus(faiss=None) -> int:
     faiss = faiss or load()
     try:
         return int(faiss.get_num_gpus()) if hasattr(faiss, "StandardGpuResources") else 0
-    except Exception:  # a GPU build on a machine whose driver fails: the CPU
+    except Exception:  # noqa: BLE001  a GPU build on a machine whose driver fails: the CPU
         return 0
 
 
@@ -62,7 +62,7 @@ def to_gpu(index, device: str | None = None, faiss=None):
         gpu = faiss.index_cpu_to_gpu(res, _gpu_index(device), index)
         gpu.referenced_objects = getattr(gpu, "referenced_objects", []) + [res]  # keep res alive
         return gpu
-    except Exception as e:  # e.g. an index type without a GPU implementation
+    except Exception as e:  # noqa: BLE001  e.g. an index type without a GPU implementation
         log.warning("faiss: index %s cannot move to the GPU (%s); using the CPU", type(index).__name__, e)
         return None
 
@@ -75,7 +75,7 @@ def search(index, queries, k: int, device: str | None = None):
         if gpu is not None:
             try:
                 return gpu.search(queries, k)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001  any GPU failure: the CPU
                 log.warning("faiss: GPU search failed (%s); searching on the CPU", e)
     return index.search(queries, k)
 
@@ -92,7 +92,7 @@ def train(index, vectors, faiss=None):
             try:
                 gpu.train(vectors)
                 return faiss.index_gpu_to_cpu(gpu)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001  any GPU failure: the CPU
                 log.warning("faiss: GPU training failed (%s); training on the CPU", e)
     index.train(vectors)
     return index
