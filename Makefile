@@ -3,6 +3,8 @@
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 TORCH ?= torch==2.13.0
+# faiss build: cpu (faiss-cpu) or gpu (faiss-gpu-cu12, CUDA 12); never both
+FAISS ?= cpu
 export PATH := $(BIN):$(PATH)
 
 .PHONY: install browser demo test lint clean
@@ -13,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[$(FAISS),test]"
 	touch $@
 
 demo: install

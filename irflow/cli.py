@@ -227,9 +227,9 @@ def index_faiss(r: Run):
 
     def work():
         if r.threads:
-            import faiss
+            from .index.faisslib import load
 
-            faiss.omp_set_num_threads(r.threads)
+            load().omp_set_num_threads(r.threads)
         r.art.seed = r.params.seed
         shards = [Path(r.paths[n]) for n in sorted((n for n in r.paths if n.startswith("shard")),
                                                    key=lambda n: int(n[5:]))]

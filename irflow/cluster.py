@@ -80,8 +80,9 @@ def kmeans_assign(vectors: np.ndarray, k: int, *, niter: int = 10, seed: int = 1
     centroid is replaced by a log warning, and its random choices all follow ``seed``, so the
     result is the same for the same inputs and seed.
     """
-    import faiss
+    from .index.faisslib import load
 
+    faiss = load()
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2:
         raise IrflowError(f"expected a 2-d array of vectors, got shape {x.shape}")

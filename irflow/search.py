@@ -108,7 +108,7 @@ def search(p: SearchParams, index_dirs: list[Path] | Path, queries_dir: Path, ou
                       autocast_dtype=autocast_dtype)
         qvecs = enc.encode_texts(qtexts, tokenizer, p.query_max_length)
         for d in index_dirs:  # one index in memory at a time
-            collect(d, *dense.search(d, qvecs, p.k, p.nprobe))
+            collect(d, *dense.search(d, qvecs, p.k, p.nprobe, device=device))
         if len(index_dirs) > 1:
             for q, docs in run.items():
                 run[q] = sorted(docs, key=lambda x: (-x[1], x[0]))[: p.k]

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ..errors import IrflowError
 from ..params import Input, StepParams, KeyContext
-from . import read_info, write_info
+from . import faisslib, read_info, write_info
 
 
 class FaissParams(StepParams):
@@ -42,7 +42,6 @@ def _shards(shard_dirs: list[Path]):
 
 
 def build(p: FaissParams, shard_dirs: list[Path], out: Path, chunk: int = 65536) -> dict:
-    import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -55,6 +54,7 @@ def build(p: FaissParams, shard_dirs: list[Path], out: Path, chunk: int = 65536)
     if len(dims) != 1:
         raise IrflowError(f"shards have different dimensions {sorted(dims)}")
     dim = dims.pop()
+    faiss = faisslib.load()
     try:
         index = faiss.index_factory(dim, p.factory, faiss.METRIC_INNER_PRODUCT)
     except Exception as e:
@@ -69,7 +69,7 @@ def build(p: FaissParams, shard_dirs: list[Path], out: Path, chunk: int = 65536)
             sample.append(np.asarray(emb[sel], dtype=np.float32))
             base += len(emb)
         try:
-            index.train(np.ascontiguousarray(np.concatenate(sample)))
+            index = faisslib.train(index, np.ascontiguousarray(np.concatenate(sample)), faiss)
         except Exception as e:
             raise IrflowError(f"training the faiss index {p.factory!r} on {len(take)} vectors failed: {e}") from e
     ids = []
@@ -84,9 +84,12 @@ def build(p: FaissParams, shard_dirs: list[Path], out: Path, chunk: int = 65536)
     return {"vectors": int(index.ntotal), "dim": int(dim)}
 
 
-def search(index_dir: Path, queries: np.ndarray, k: int, nprobe: int | None = None):
-    """Top ``k`` (scores, row indices) per query; -1 marks an empty slot."""
-    import faiss
+def search(index_dir: Path, queries: np.ndarray, k: int, nprobe: int | None = None, device: str | None = None):
+    """Top ``k`` (scores, row indices) per query; -1 marks an empty slot.
+
+    On the GPU when ``device`` is a cuda device and faiss has GPUs (:mod:`.faisslib`), else the CPU.
+    """
+    faiss = faisslib.load()
 
     info = read_info(index_dir)
     if info["type"] != "faiss":
@@ -97,7 +100,7 @@ def search(index_dir: Path, queries: np.ndarray, k: int, nprobe: int | None = No
             faiss.ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
         except Exception:
             pass  # not an IVF index: nprobe has no meaning
-    return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal))
+    return faisslib.search(index, np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal), device)
 
 
 def encoder_of(index_dir: Path) -> dict:
