@@ -199,7 +199,6 @@ def read_tsv(path: Path) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-@pytest.mark.slow
 def test_dl19_and_dl20_experiments_run_through_snakemake(msmarco_env, tmp_path):
     env, written = msmarco_env
     wf = Workflow(tmp_path / "wf", env)

@@ -12,7 +12,7 @@ import yaml
 
 from irflow.cli import cli
 from irflow.config import validate
-from irflow.params import StepParams, key_from_values
+from irflow.params import key_from_values
 from irflow.plan import build
 from irflow.store import compute_key
 
