@@ -273,7 +273,9 @@ def training_figure(ev: Evaluation) -> bytes:
     fig, axes = plt.subplots(len(trains), 2, figsize=(9, 2.3 * len(trains)), squeeze=False)
     for (a, b), u in zip(axes, trains):
         rows = _train_log(u)
-        a.plot([r["step"] for r in rows], [r["loss"] for r in rows], color="#264653", marker="." if len(rows) > 20 else "o")
+        losses = [r for r in rows if "loss" in r]  # step 0 holds only the starting model's validation
+        a.plot([r["step"] for r in losses], [r["loss"] for r in losses], color="#264653",
+               marker="." if len(losses) > 20 else "o")
         a.set_title(f"{u.label}: loss (used by {', '.join(u.systems)})", fontsize=8)
         a.set_xlabel("step")
         val = [r for r in rows if r.get("validation") is not None]

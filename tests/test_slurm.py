@@ -144,6 +144,8 @@ def test_profile_runs_the_experiment_on_slurm(slurm, env, tmp_path, tiny_bert):
            # what this test cluster lacks (no slurmdbd) and what the checks need; the rest is the profile's
            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
            "--slurm-keep-successful-logs", "--slurm-logdir", str(logdir), "--latency-wait", "5",
+           # the test node has only this machine's cores; the rules ask for up to 4 threads per job
+           "--max-threads", str(os.cpu_count() or 1),
            "--retries", "0", TARGET]
     r = subprocess.run(cmd, env=remote.env, cwd=remote.path, capture_output=True, text=True)
     t.join(timeout=420)
