@@ -28,7 +28,7 @@ SLURM_DIR = Path(__file__).resolve().parent / "slurm"
 STATE = Path(os.environ.get("SLURM_CI_DIR", "/var/lib/slurm-ci"))
 PARTITIONS = ("cpu", "gpu")  # the names profiles/slurm/partitions.yaml declares
 GPU_RULES = {"train", "score", "rerank", "cluster", "encode"}  # and search over a dense index
-LOCAL_RULES = {"results", "all"}
+LOCAL_RULES = {"results", "all", "report_evaluation", "report_training"}  # localrules: figures of the run
 EXPERIMENT = "tiny-slurm"
 TARGET = f"results/{EXPERIMENT}/ndcg.tsv"
 
