@@ -155,7 +155,7 @@ def test_two_identical_trainings_at_once(tmp_path, env, training_inputs, tiny_be
     common = ["--objective", "lce", "--max-steps", 12, "--checkpoint-every", 1, "--batch-queries", 2,
               "--group-size", 4, "--max-length", 64, "--lr", "1e-3"]
     store = tmp_path / "s2"
-    args = ["train", "--model", tiny_bert, "--examples", training_inputs["examples"], "--queries",
+    args = ["train", "cross-encoder", "--model", tiny_bert, "--examples", training_inputs["examples"], "--queries",
             training_inputs["queries"], "--docs", training_inputs["docs"], "--precision", "fp32", "--threads", 1,
             "--store", store, *common]
     procs = [subprocess.Popen(IRFLOW + [str(a) for a in args], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
