@@ -404,7 +404,7 @@ def lease_device(
     def no_gpu(why: str, source: str) -> Lease:
         if req == "cuda":
             raise IrflowError(f"--device cuda requested but no GPU is visible ({why})")
-        log.info("running on the CPU: %s", why)
+        log.debug("running on the CPU: %s", why)  # the manifest records the device; errors stay one line
         return Lease("cpu", None, source)
 
     def unusable(cpu: Lease) -> Lease:
