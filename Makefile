@@ -22,8 +22,11 @@ demo: install
 	$(BIN)/snakemake --cores 2 results/demo/ndcg.tsv
 	@echo; echo "results/demo/ndcg.tsv:"; cat results/demo/ndcg.tsv
 
-# Every test runs, the `slow` ones included (IRFLOW_SLOW=1); any skip but a GPU-only test's fails
-# the run (tests/conftest.py), and so does pytest's "no tests ran" (exit status 5).
+# Any skip but a GPU-only test's fails the run (tests/conftest.py), and so does pytest's "no tests
+# ran" (exit status 5). Tests run in parallel, one worker per core up to 4 (pytest-xdist): most of
+# their time is single-threaded process start-up (importing torch and transformers), and the long
+# workflow tests are collected first so that they start first. `slow` tests (the vaswani reference,
+# the scale benchmark's larger sizes) run with IRFLOW_SLOW=1.
 # Debian's Chromium renders the report in tests/test_report.py (root installs it; others need it on PATH)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && \
@@ -32,7 +35,7 @@ browser:
 
 test: install browser
 	$(BIN)/snakemake --lint
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n auto --maxprocesses 4 --dist load --maxschedchunk 1
 
 clean:
 	rm -rf results logs benchmarks .snakemake

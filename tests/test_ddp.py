@@ -376,13 +376,20 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process(tmp_path, tiny_ber
     gradient: the method is exact. In float32 the loss agrees within 1e-5, and the gradients within
     1e-5 where they are small (InfoNCE); the Margin-MSE gradients reach ~8 here (scale-20 scores
     against teacher margins), summed over all tokens in another order, so there they agree within
-    2e-5 of the largest (up to 1.2e-4 absolute) - float rounding, as float64 shows.
+    1e-4 of the largest (2e-5 measured; the thread count changes it) - float rounding, as float64
+    shows.
     """
     import torch.multiprocessing as mp
     from safetensors.torch import load_file
 
+    import torch
+
     one, two = str(tmp_path / "one.safetensors"), str(tmp_path / "two.safetensors")
-    _one_step(0, 1, 0, str(tiny_bert_nodrop), objective, chunk, dtype, one)
+    threads = torch.get_num_threads()
+    try:  # in this process: its thread count (set to 1 there) must not leak into later tests
+        _one_step(0, 1, 0, str(tiny_bert_nodrop), objective, chunk, dtype, one)
+    finally:
+        torch.set_num_threads(threads)
     mp.spawn(_one_step, args=(2, _free_port(), str(tiny_bert_nodrop), objective, chunk, dtype, two), nprocs=2)
     a, b = load_file(one), load_file(two)
     la, lb = a.pop("__loss__"), b.pop("__loss__")
@@ -394,5 +401,5 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process(tmp_path, tiny_ber
     assert a.keys() == b.keys() and len(a) > 10
     diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     scale = max(float(a[k].abs().max()) for k in a)
-    tol = 1e-10 * scale if dtype == "float64" else 2e-5 * max(1.0, scale) if scale > 1 else 1e-5
+    tol = 1e-10 * scale if dtype == "float64" else 1e-4 * max(1.0, scale) if scale > 1 else 1e-5
     assert scale > 1e-3 and diff <= tol, (diff, scale)
