@@ -191,10 +191,86 @@ def _score(plan, node):
     return 4, 4096, 10 + pairs / 200 / 60
 
 
+#: BERT-base, assumed for a model whose config cannot be read at plan time (a hub id not in the
+#: local cache, or a model that an upstream stage has yet to train)
+BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "vocab_size": 30_522, "intermediate_size": 3072}
+
+
+def _model_config(plan, model: str | None) -> dict:
+    """The model's config.json (hidden size, layers, vocabulary), or BERT-base's."""
+    if model:
+        from .errors import IrflowError
+        from .models.resolve import _local_dir
+
+        try:
+            local = _local_dir(model)  # a directory, or the packaged MiniLM
+        except IrflowError:  # a missing model fails in its step with a clear message
+            local = None
+        model = str(local) if local is not None else model
+        for cfg in (Path(model) / "config.json", Path(model) / "model" / "config.json"):
+            try:
+                return _sizes(json.loads(cfg.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+        try:  # a hub id in the local Hugging Face cache (read offline, never downloaded here)
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model.split("@", 1)[0], "config.json")
+            if isinstance(cached, str):
+                return _sizes(json.loads(Path(cached).read_text()))
+        except Exception:  # an unusable id fails in its step with a clear message, not while scheduling
+            pass
+    return dict(BERT_BASE)
+
+
+#: other names of BERT's config keys (DistilBERT's)
+_ALIASES = {"hidden_size": "dim", "num_hidden_layers": "n_layers", "intermediate_size": "hidden_dim"}
+
+
+def _sizes(cfg: dict) -> dict:
+    return {k: int(cfg.get(k, cfg.get(_ALIASES.get(k, k), v))) for k, v in BERT_BASE.items()}
+
+
+def _transformer_mb(cfg: dict, tokens: int, train: bool) -> float:
+    """Weights (+ gradients and AdamW's two moments when training) and activations of ``tokens``."""
+    h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    params = cfg["vocab_size"] * h + layers * (4 * h * h + 2 * h * cfg["intermediate_size"])
+    weights = params * (16 if train else 4)
+    # per token and layer: ~12 hidden-size tensors kept for the backward pass (fp32), attention
+    # scores for a 512-token window; without a graph only a layer's worth is alive at a time
+    activations = tokens * (layers if train else 1) * (12 * h + cfg["intermediate_size"]) * 4 * 2
+    return (weights + activations) / MB
+
+
 def _train(plan, node):
+    """Generous: the student's training state and one step's activations, a ColBERT teacher's
+    weights, and 2 GB for the interpreter, the libraries and the training data's memory maps."""
     p = node.params
-    per_step = getattr(p, "batch_size", None) or p.batch_queries * p.group_size
-    return 4, 16_384, 30 + p.max_steps * p.grad_accum * per_step / 100 / 60
+    if getattr(p, "batch_size", None):  # bi-encoder / ColBERT: queries, positives and negatives
+        per_step, tokens = p.batch_size, p.batch_size * (p.query_max_length + 2 * p.passage_max_length)
+        if getattr(p, "cache_chunk", None):
+            tokens = min(tokens, p.cache_chunk * (p.query_max_length + 2 * p.passage_max_length))
+    else:
+        per_step = p.batch_queries * p.group_size
+        tokens = per_step * p.max_length
+    tokens //= max(1, getattr(p, "devices", 1) or 1)  # a process holds its share of the batch
+    mb = 2048 + 1.5 * _transformer_mb(_model_config(plan, _model_path(plan, node, "model")), tokens, True)
+    if getattr(p, "colbert", None):
+        mb += _transformer_mb(_model_config(plan, _model_path(plan, node, "colbert")), tokens, False)
+    return 4, mb, 30 + p.max_steps * p.grad_accum * per_step / 100 / 60
+
+
+def _model_path(plan, node, field: str) -> str | None:
+    """A model option's value; for a model trained upstream, the model it was trained from."""
+    value = getattr(node.params, field, None)
+    seen = 0
+    while isinstance(value, str) and seen < 32:
+        ref = next((i for n, i in node.inputs.items() if n.startswith("model") and plan is not None
+                    and value == plan.path(i)), None)
+        if ref is None:
+            return value
+        node, value, seen = ref, getattr(ref.params, "model", None), seen + 1
+    return value if isinstance(value, str) else None
 
 
 def _rerank(plan, node):

@@ -7,12 +7,15 @@ a dense encode and search, a trained re-ranker stage and its rerank) runs throug
 lacks given on the command line (no slurmdbd, so job states come from squeue) -- and, at the same
 time, locally. Checked: every non-local job was a SLURM job that completed; every GPU step ran in
 the ``gpu`` partition with a GPU allocated and logged the ``CUDA_VISIBLE_DEVICES`` SLURM gave it,
-every other job in the ``cpu`` partition; the results and the store's run files are byte-identical
-to the local run. Only the daemons and partitions the test created are removed afterwards.
+every other job in the ``cpu`` partition; the re-ranker's training stage asks for two devices and
+runs as one job with two GPUs and two processes (torchrun, gloo on the CPU); the results and the
+store's run files are byte-identical to the local run. Only the daemons and partitions the test
+created are removed afterwards.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -88,7 +91,9 @@ def _config(tiny_bert) -> dict:
             "dense": {"type": "dense", "model": str(tiny_bert), "doc_max_length": 64},
             "rerank": {"type": "rerank", "first_stage": "dense", "depth": 20, "model": str(tiny_bert),
                        "max_length": 64, "training": {"first_stage": "bm25", "depth": 30, "min_grade": 2},
-                       "stages": [{"objective": "lce", "batch_queries": 2, "group_size": 4, "max_steps": 3}]},
+                       # two (fake) GPUs: one job, two processes under torchrun (gloo on the CPU)
+                       "stages": [{"objective": "lce", "batch_queries": 2, "group_size": 4, "max_steps": 3,
+                                   "devices": 2}]},
         },
     }}}
 
@@ -162,7 +167,7 @@ def test_profile_runs_the_experiment_on_slurm(slurm, env, tmp_path, tiny_bert):
         by_rule[rule] = by_rule.get(rule, 0) + 1
     assert by_rule == {k: v for k, v in planned.items() if k not in LOCAL_RULES}, (by_rule, planned)
     jobs = _jobs(slurm)
-    gpu_jobs = gpu_searches = 0
+    gpu_jobs = gpu_searches = two_device_jobs = 0
     for (rule, key), job_id in submitted.items():
         job = jobs.get(job_id)
         assert job is not None, f"{rule} {key}: job {job_id} unknown to slurmctld"
@@ -175,14 +180,22 @@ def test_profile_runs_the_experiment_on_slurm(slurm, env, tmp_path, tiny_bert):
         if is_gpu:
             gpu_jobs += 1
             assert job["Partition"] == "gpu", (rule, key, job["Partition"])
-            assert "gpu:1" in job.get("TresPerJob", "") + job.get("TresPerNode", ""), (rule, key, job)
-            # the irflow command logged the device SLURM gave this very job
-            m = re.search(r"scheduler's assignment: CUDA_VISIBLE_DEVICES=(\S+) \(SLURM job (\d+)\)", text)
-            assert m, f"{step_log}:\n{text[-1500:]}"
-            assert m.group(2) == job_id and m.group(1) in ("0", "1"), m.group(0)
+            tres = job.get("TresPerJob", "") + job.get("TresPerNode", "")
+            # the irflow command logged the devices SLURM gave this very job (every process of it)
+            found = re.findall(r"scheduler's assignment: CUDA_VISIBLE_DEVICES=(\S+) \(SLURM job (\d+)\)", text)
+            assert found and all(j == job_id for _, j in found), f"{step_log}:\n{text[-1500:]}"
+            if rule == "train":  # the two-device stage: one job, two GPUs, two processes
+                assert "gpu:2" in tres, (rule, key, job)
+                assert len(found) == 2 and {v for v, _ in found} == {"0,1"}, found
+                manifest = remote.path / "results" / "store" / "train" / key / "manifest.json"
+                assert json.loads(manifest.read_text())["stats"]["devices"] == 2
+                two_device_jobs += 1
+            else:
+                assert "gpu:1" in tres, (rule, key, job)
+                assert len(found) == 1 and found[0][0] in ("0", "1"), found
         else:
             assert job["Partition"] == "cpu", (rule, key, job["Partition"])
-    assert gpu_searches == 1
+    assert gpu_searches == 1 and two_device_jobs == 1
     assert gpu_jobs == sum(planned.get(r, 0) for r in GPU_RULES) + 1
 
     # the same bytes as the local run: every run file of the store, the results table
