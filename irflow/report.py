@@ -41,7 +41,7 @@ EVAL_FIGURES = {"perquery": "Per-query nDCG@10 against the baseline",
                 "resources": "Time and peak memory per step"}
 TRAIN_FIGURES = {"training": "Training loss and validation nDCG per step",
                  "margins": "Teacher margins (positive minus negative score)",
-                 "clusters": "Query-cluster sizes"}
+                 "clusters": "Query-cluster sizes and TAS-Balanced's sampled margin bins"}
 TRAINING_STEPS = ("train", "score", "cluster")
 MAX_K = 1000
 
@@ -348,12 +348,24 @@ def cluster_sizes(u: Upstream) -> list[int]:
     return sorted(sizes, reverse=True)
 
 
+def sampled_bins(ev: Evaluation) -> list[tuple[Upstream, list[int]]]:
+    """TAS-Balanced trainings and how often they drew from each margin bin (their manifests' stats)."""
+    out = []
+    for u in ev.of_step("train"):
+        sampler = (u.manifest.get("stats") or {}).get("sampler")
+        freq = sampler.get("sampled_bins") if isinstance(sampler, dict) else None
+        if u.param("sampler") == "tas-balanced" and isinstance(freq, list) and freq:
+            out.append((u, [int(x) for x in freq]))
+    return out
+
+
 def clusters_figure(ev: Evaluation) -> bytes:
     plt = _plt()
-    cl = ev.of_step("cluster")
-    if not cl:
+    cl, bins = ev.of_step("cluster"), sampled_bins(ev)
+    if not cl and not bins:
         return _empty(plt, "no query clusters in this experiment (no topic-aware sampling)")
-    fig, axes = plt.subplots(1, len(cl), figsize=(5 * len(cl), 3), squeeze=False)
+    n = len(cl) + len(bins)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 3), squeeze=False)
     for ax, u in zip(axes[0], cl):
         sizes = cluster_sizes(u)
         ax.bar(range(len(sizes)), sizes, color="#8ab17d")
@@ -361,6 +373,11 @@ def clusters_figure(ev: Evaluation) -> bytes:
                      f"({sum(s == 0 for s in sizes)} empty)", fontsize=8)
         ax.set_xlabel("clusters, largest first")
         ax.set_ylabel("training queries")
+    for ax, (u, freq) in zip(axes[0][len(cl):], bins):
+        ax.bar(range(len(freq)), freq, color="#e9c46a")
+        ax.set_title(f"{u.label}: {sum(freq)} pairs drawn over {len(freq)} margin bins", fontsize=8)
+        ax.set_xlabel("margin bin (0 = smallest teacher margins)")
+        ax.set_ylabel("pairs drawn")
     fig.tight_layout()
     return _png(fig)
 
@@ -449,19 +466,20 @@ def results_table(ev: Evaluation) -> str:
 
 
 def sampler_note(ev: Evaluation) -> str:
-    """TAS-Balanced's sampled bin frequencies: recorded or not (they are not, yet)."""
+    """TAS-Balanced's sampled bin frequencies, in numbers (the cluster figure plots them)."""
     tasb = [u for u in ev.of_step("train") if u.param("sampler") == "tas-balanced"]
     if not tasb:
         return "<p class='note'>No TAS-Balanced training in this experiment.</p>"
+    recorded = {id(u): freq for u, freq in sampled_bins(ev)}
     items = []
     for u in tasb:
-        sampler = (u.manifest.get("stats") or {}).get("sampler") or {}
-        freq = sampler.get("sampled_bins") if isinstance(sampler, dict) else None
+        freq = recorded.get(id(u))
         if freq:
-            items.append(f"<li>{html.escape(u.label)}: sampled bins {html.escape(json.dumps(freq))}</li>")
+            items.append(f"<li>{html.escape(u.label)}: pairs drawn per margin bin (smallest margins first) "
+                         f"{html.escape(json.dumps(freq))}</li>")
         else:
-            items.append(f"<li>{html.escape(u.label)}: sampled bin frequencies <b>not recorded</b> (the trainer "
-                         "does not log its draws; the margin histogram shows what the bins were cut from)</li>")
+            items.append(f"<li>{html.escape(u.label)}: sampled bin frequencies <b>not recorded</b> (trained "
+                         "before irflow recorded them)</li>")
     return "<ul class='note'>" + "".join(items) + "</ul>"
 
 

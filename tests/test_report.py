@@ -12,6 +12,7 @@ Chromium: Debian's ``chromium`` (``.ci/run`` installs it). Without it the test i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -105,8 +106,12 @@ def test_report_renders_in_headless_chromium(workflow, env, tiny_bert):
     assert page == workflow.path / "results" / "tiny-report" / "report" / "index.html"
     html = page.read_text()
     assert html.count("<figure") == 6
-    for title in ("dense", "rerank", "p_value", "sampled bin frequencies <b>not recorded</b>"):
+    for title in ("dense", "rerank", "p_value", "pairs drawn per margin bin"):
         assert title in html, title
+    # TAS-Balanced's draws per margin bin, recorded by the trainer: every pair of every step
+    tasb = [json.loads(m.read_text()) for m in (workflow.path / "results" / "store" / "train").glob("*/manifest.json")]
+    tasb = [m["stats"] for m in tasb if m["stats"].get("sampler", {}).get("sampler") == "tas-balanced"]
+    assert len(tasb) == 1 and sum(tasb[0]["sampler"]["sampled_bins"]) == tasb[0]["steps"] * 4, tasb
     dom, console = render(page, SHOTS / "irflow-report.png")
     assert console == [], console
     assert 'data-figures="6 0"' in dom, re.findall(r"data-figures=\"[^\"]*\"", dom)

@@ -413,3 +413,22 @@ def test_bad_input_raises_irflow_errors():
         PairPool.from_arrays(["q", "q"], ["p", "p2"], ["n", "n2"], [1.0, float("nan")], [0.0, 0.0])
     # a usable sampler still works after all that, and random ignores clusters
     assert len(make_sampler("random", pool, None, 5).batch(rng_at(0))) == 5
+
+
+def test_recorded_bin_draws_are_the_bins_of_the_batches_training_drew():
+    """What the trainer records (and the report plots): the bins of exactly the pairs each step drew,
+    re-drawn from (seed, step) - the same for a resumed run as for an uninterrupted one."""
+    from irflow.train.loop import step_rng
+
+    pool, nonempty = skewed_pool()
+    pair_bin = pool.binning().pair_bin
+    sampler = TASBalancedSampler(pool, {"skew": 0}, 32)
+    drawn = np.zeros(10, dtype=np.int64)
+    for step in range(40):
+        rng = step_rng(5, step)
+        for _ in range(2):  # two micro-batches per step, from the step's one generator
+            drawn += np.bincount(pair_bin[sampler.sample(rng).pairs], minlength=10)
+    recorded = sampler.bin_draws(5, 40, accum=2)
+    assert recorded == drawn.tolist() and sum(recorded) == 40 * 2 * 32
+    assert sampler.bin_draws(6, 40, accum=2) != recorded  # another seed, other draws
+    assert [recorded[b] > 0 for b in range(10)] == [b in nonempty for b in range(10)]

@@ -434,6 +434,24 @@ class TASBalancedSampler(TASSampler):
         s["bins"] = self.h
         return s
 
+    def bin_draws(self, seed: int, steps: int, accum: int = 1) -> list[int]:
+        """How often each margin bin (0 = smallest margins) was drawn in ``steps`` training steps.
+
+        A step's batches are a pure function of (seed, step) (:func:`irflow.train.loop.step_rng`),
+        so they are drawn again here instead of being counted while training: the counts then
+        hold for a resumed run too, and the loop stays unaware of samplers.
+        """
+        from .loop import step_rng
+
+        counts = np.zeros(self.h, dtype=np.int64)
+        pair_bin = self.binned.pair_bin
+        for step in range(steps):
+            rng = step_rng(seed, step)
+            for _ in range(accum):
+                b = pair_bin[self.sample(rng).pairs]
+                counts += np.bincount(b[b >= 0], minlength=self.h)[: self.h]
+        return counts.tolist()
+
 
 def make_sampler(name: str, pool: PairPool, clusters: Mapping[str, int] | None, batch_size: int,
                  clusters_per_batch: int = 1, bins: int = DEFAULT_BINS):

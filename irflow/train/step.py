@@ -161,5 +161,8 @@ def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None,
         return stats
     model.save(out / "model", {"artifact_key": key, "objective": c.objective, "sampler": c.sampler})
     shutil.copy2(log_path, out / "train_log.jsonl")
-    stats.update(train_queries=pool.n_queries, train_pairs=len(pool), sampler=sampler.summary())
+    summary = sampler.summary()
+    if hasattr(sampler, "bin_draws"):  # TAS-Balanced: what it drew from each margin bin (the report plots it)
+        summary["sampled_bins"] = sampler.bin_draws(p.optim.seed, int(stats["steps"]), p.optim.grad_accum)
+    stats.update(train_queries=pool.n_queries, train_pairs=len(pool), sampler=summary)
     return stats
