@@ -254,7 +254,11 @@ def _train(plan, node):
         per_step = p.batch_queries * p.group_size
         tokens = per_step * p.max_length
     tokens //= max(1, getattr(p, "devices", 1) or 1)  # a process holds its share of the batch
-    mb = 2048 + 1.5 * _transformer_mb(_model_config(plan, _model_path(plan, node, "model")), tokens, True)
+    student, init = _model_path(plan, node, "model"), node
+    while student is None and _input(init, "init") is not None:  # stage k starts from stage k-1's model
+        init = _input(init, "init")
+        student = _model_path(plan, init, "model")
+    mb = 2048 + 1.5 * _transformer_mb(_model_config(plan, student), tokens, True)
     if getattr(p, "colbert", None):
         mb += _transformer_mb(_model_config(plan, _model_path(plan, node, "colbert")), tokens, False)
     return 4, mb, 30 + p.max_steps * p.grad_accum * per_step / 100 / 60

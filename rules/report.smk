@@ -29,6 +29,10 @@ rule report_evaluation:
                          category="{experiment}", subcategory="resources", labels={"figure": "time and memory"}),
     log:
         "logs/report/{experiment}.evaluation.log",
+    resources:  # local rules, but declared like every other job's (matplotlib over small tables)
+        mem_mb=2048,
+        runtime=10,
+        gpu=0,
     params:
         evaluation=evaluation_dir,
         benchmarks="benchmarks",
@@ -47,9 +51,13 @@ rule report_training:
         margins=report("results/{experiment}/report/margins.png", caption="../workflow/report/margins.rst",
                        category="{experiment}", subcategory="training", labels={"figure": "teacher margins"}),
         clusters=report("results/{experiment}/report/clusters.png", caption="../workflow/report/clusters.rst",
-                        category="{experiment}", subcategory="training", labels={"figure": "cluster sizes"}),
+                        category="{experiment}", subcategory="training", labels={"figure": "cluster sizes and sampled bins"}),
     log:
         "logs/report/{experiment}.training.log",
+    resources:
+        mem_mb=2048,
+        runtime=10,
+        gpu=0,
     params:
         evaluation=evaluation_dir,
         benchmarks="benchmarks",

@@ -14,6 +14,10 @@ rule results:
         metrics="results/{experiment}/metrics.tsv",
     log:
         "logs/results/{experiment}.log",
+    resources:  # two small copies
+        mem_mb=256,
+        runtime=1,
+        gpu=0,
     params:
         ndcg=evaluation_file("ndcg.tsv"),
         metrics=evaluation_file("metrics.tsv"),

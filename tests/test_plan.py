@@ -132,3 +132,49 @@ def test_every_config_default_is_the_commands_default():
                     scls.model_fields[sname].get_default(call_default_factory=True), (cname, fname, tname)
                 compared += 1
     assert compared > 60, compared
+
+
+def test_the_dl19_dry_run_lists_resources_of_every_job_and_training_memory_follows_the_model(tmp_path, tiny_bert):
+    """`snakemake -n -p results/dl19/ndcg.tsv` shows mem_mb, runtime and gpu for every job;
+    a stage on two devices asks for two GPUs; training memory follows the model's size."""
+    import copy
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from irflow.resources import estimate
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "snakemake", "results/dl19/ndcg.tsv", "-s", str(ROOT / "Snakefile"),
+                        "-d", str(tmp_path), "--configfile", str(ROOT / "config" / "config.yaml"), "-n", "-p",
+                        "--cores", "8", "--resources", "gpu=4"], env=env, capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = re.split(r"\n(?=(?:localrule|rule) \w+:)", r.stdout)
+    jobs = [j for j in jobs if re.match(r"rule (\w+):", j)]
+    assert len(jobs) > 20
+    for job in jobs:
+        rule = re.match(r"rule (\w+):", job).group(1)
+        res = re.search(r"resources: (.*)", job)
+        assert res, job  # (Snakemake prints `threads:` only above 1)
+        for what in ("mem_mb=", "runtime=", "gpu="):
+            assert what in res.group(1), (rule, res.group(1))
+    assert any(re.match(r"rule train:", j) and "gpu=1" in j for j in jobs)
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    tasb = cfg["experiments"]["dl19"]["systems"]["tas-balanced"]
+    small = copy.deepcopy(cfg)
+    t = small["experiments"]["dl19"]["systems"]["tas-balanced"]
+    t["model"] = str(tiny_bert)
+    t["training"]["stages"][0]["devices"] = 2
+    plans = {name: build(validate(c, source=name)) for name, c in (("shipped", cfg), ("tiny", small))}
+
+    def first_stage(plan, model):
+        return next(n for n in plan.nodes.values() if n.step == "train" and n.params.family == "bi-encoder"
+                    and n.params.model == model)
+
+    big, tiny = estimate(plans["shipped"], first_stage(plans["shipped"], tasb["model"])), \
+        estimate(plans["tiny"], first_stage(plans["tiny"], str(tiny_bert)))
+    assert tasb["model"].startswith("distilbert")
+    assert big.mem_mb > 8 * 1024 > tiny.mem_mb and big.gpu == 1 and tiny.gpu == 2  # tiny: two processes
