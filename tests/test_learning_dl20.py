@@ -48,6 +48,8 @@ def _train(task, tmp_path: Path, **optim) -> dict:
     return train(task, cfg, ckpt=tmp_path / "ckpt", log_path=tmp_path / "log.jsonl", device="cpu", progress=False)
 
 
+# A known negative result costs CI 50-90 s on every run: `slow` (IRFLOW_SLOW=1 runs it), until a recipe learns
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="no cross-encoder recipe tried learns on held-out DL20 queries in a CI "
                    "budget (README: msmarco-dl20 findings); strict, so a recipe that starts to learn fails here "
                    "until this marker goes")
