@@ -3,9 +3,9 @@
 Also the skip policy: a test run that skips a test is not a passing run. Only tests marked ``gpu``
 may be skipped (when torch sees no CUDA device), and they are counted in the summary; any other
 skip, and any xfail that is not strict, is turned into a failure, unless IRFLOW_ALLOW_SKIPS=1 (for
-local partial runs). Tests marked ``slow`` (the vaswani reference and the scale benchmark beyond its
-10k smoke run: many minutes) run only with IRFLOW_SLOW=1; elsewhere they are deselected and
-counted in the summary, never skipped.
+local partial runs). Tests marked ``slow`` (the vaswani reference, the scale benchmark's 10k smoke
+run, the known-negative cross-encoder learning test on DL20: minutes each) run only with
+IRFLOW_SLOW=1; elsewhere they are deselected and counted in the summary, never skipped.
 """
 
 from __future__ import annotations
