@@ -3,8 +3,8 @@
 Also the skip policy: a test run that skips a test is not a passing run. Only tests marked ``gpu``
 may be skipped (when torch sees no CUDA device), and they are counted in the summary; any other
 skip, and any xfail that is not strict, is turned into a failure, unless IRFLOW_ALLOW_SKIPS=1 (for
-local partial runs). Tests marked ``slow`` (the vaswani reference and the known-negative
-cross-encoder learning test on DL20: minutes each) run only with
+local partial runs). Tests marked ``slow`` (the vaswani reference, the scale benchmark's 10k smoke
+run, the known-negative cross-encoder learning test on DL20: minutes each) run only with
 IRFLOW_SLOW=1; elsewhere they are deselected and counted in the summary, never skipped.
 """
 
@@ -60,9 +60,9 @@ _SLOW_DESELECTED = pytest.StashKey[int]()
 #: collected first, longest first. `make test` has pytest-xdist hand out one test at a time
 #: (--maxschedchunk 1), so the long ones start first and the short ones fill the gaps, instead of
 #: one worker finishing alone on a long tail
-LONG_FIRST = ("test_dense_workflow", "test_msmarco", "test_bench_scale", "test_real_collections", "test_slurm",
-              "test_report", "test_learning_dl20", "test_training", "test_workflow", "test_ddp",
-              "test_search_shards", "test_encode", "test_housekeeping", "test_score", "test_concurrency")
+LONG_FIRST = ("test_dense_workflow", "test_msmarco", "test_real_collections", "test_slurm", "test_report",
+              "test_learning_dl20", "test_training", "test_workflow", "test_ddp", "test_search_shards",
+              "test_encode", "test_housekeeping", "test_score", "test_concurrency")
 
 
 def pytest_collection_modifyitems(config, items):

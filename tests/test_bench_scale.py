@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 STEPS = ["prepare docs text", "prepare docs tokens", "prepare queries text", "index bm25", "index faiss",
@@ -19,6 +20,7 @@ STEPS = ["prepare docs text", "prepare docs tokens", "prepare queries text", "in
          "rerank", "evaluate"]
 
 
+@pytest.mark.slow
 def test_scale_benchmark_smoke_run_has_every_step(tmp_path, env):
     cmd = [sys.executable, str(ROOT / "bench" / "bench_scale.py"), "--sizes", "10k", "--queries", "200",
            "--valid", "50", "--score-depth", "1", "--train-steps", "5", "--shards", "2",
