@@ -107,17 +107,7 @@ def _docs(plan, node) -> int:
 
 
 def _dim(model: str | None) -> int:
-    if model:
-        cfg = Path(model) / "config.json"
-        if not cfg.is_file():
-            cfg = Path(model) / "model" / "config.json"
-        try:
-            return int(json.loads(cfg.read_text()).get("hidden_size", DEFAULT_DIM))
-        except (OSError, ValueError):
-            pass
-        if "MiniLM-L6" in model or "MiniLM-L12" in model:
-            return 384
-    return DEFAULT_DIM
+    return _model_config(model)["hidden_size"]
 
 
 def _training_queries(plan, node) -> int:
@@ -196,29 +186,32 @@ def _score(plan, node):
 BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "vocab_size": 30_522, "intermediate_size": 3072}
 
 
-def _model_config(plan, model: str | None) -> dict:
-    """The model's config.json (hidden size, layers, vocabulary), or BERT-base's."""
+@functools.lru_cache(maxsize=None)
+def _model_config(model: str | None) -> dict:
+    """The sizes in the model's config.json (a directory, the packaged MiniLM, or a hub id at its
+    pinned revision in the local Hugging Face cache), or BERT-base's. Never downloads."""
     if model:
         from .errors import IrflowError
-        from .models.resolve import _local_dir
+        from .models.resolve import _local_dir, split_revision
 
         try:
-            local = _local_dir(model)  # a directory, or the packaged MiniLM
-        except IrflowError:  # a missing model fails in its step with a clear message
+            local = _local_dir(model)
+        except IrflowError:  # a missing model fails in its step with a clear message, not while scheduling
             local = None
-        model = str(local) if local is not None else model
-        for cfg in (Path(model) / "config.json", Path(model) / "model" / "config.json"):
-            try:
-                return _sizes(json.loads(cfg.read_text()))
-            except (OSError, ValueError, TypeError):
-                continue
-        try:  # a hub id in the local Hugging Face cache (read offline, never downloaded here)
+        if local is not None:
+            for cfg in (local / "config.json", local / "model" / "config.json"):
+                try:
+                    return _sizes(json.loads(cfg.read_text()))
+                except (OSError, ValueError, TypeError):
+                    continue
+        try:
             from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(model.split("@", 1)[0], "config.json")
+            repo, rev = split_revision(model)
+            cached = try_to_load_from_cache(repo, "config.json", revision=rev)
             if isinstance(cached, str):
                 return _sizes(json.loads(Path(cached).read_text()))
-        except Exception:  # an unusable id fails in its step with a clear message, not while scheduling
+        except Exception:  # noqa: BLE001 - an unusable id fails in its step, not while scheduling
             pass
     return dict(BERT_BASE)
 
@@ -254,27 +247,25 @@ def _train(plan, node):
         per_step = p.batch_queries * p.group_size
         tokens = per_step * p.max_length
     tokens //= max(1, getattr(p, "devices", 1) or 1)  # a process holds its share of the batch
-    student, init = _model_path(plan, node, "model"), node
-    while student is None and _input(init, "init") is not None:  # stage k starts from stage k-1's model
-        init = _input(init, "init")
-        student = _model_path(plan, init, "model")
-    mb = 2048 + 1.5 * _transformer_mb(_model_config(plan, student), tokens, True)
+    mb = 2048 + 1.5 * _transformer_mb(_model_config(_base_model(plan, node, "model")), tokens, True)
     if getattr(p, "colbert", None):
-        mb += _transformer_mb(_model_config(plan, _model_path(plan, node, "colbert")), tokens, False)
+        mb += _transformer_mb(_model_config(_base_model(plan, node, "colbert")), tokens, False)
     return 4, mb, 30 + p.max_steps * p.grad_accum * per_step / 100 / 60
 
 
-def _model_path(plan, node, field: str) -> str | None:
-    """A model option's value; for a model trained upstream, the model it was trained from."""
-    value = getattr(node.params, field, None)
-    seen = 0
-    while isinstance(value, str) and seen < 32:
-        ref = next((i for n, i in node.inputs.items() if n.startswith("model") and plan is not None
-                    and value == plan.path(i)), None)
+def _base_model(plan, node, field: str) -> str | None:
+    """The directory or hub id a model option of ``node`` starts from: through the train artifacts
+    it names (``ref`` options, inputs ``model<i>``) and ``--init`` chains (stage k from stage k-1)."""
+    for _ in range(64):  # a chain of stages; the plan has no cycles
+        value = getattr(node.params, field, None)
+        if value is None and _input(node, "init") is not None:
+            node, field = _input(node, "init"), "model"
+            continue
+        ref = next((i for n, i in node.inputs.items() if n.startswith("model") and value == plan.path(i)), None)
         if ref is None:
-            return value
-        node, value, seen = ref, getattr(ref.params, "model", None), seen + 1
-    return value if isinstance(value, str) else None
+            return value if isinstance(value, str) else None
+        node, field = ref, "model"
+    return None
 
 
 def _rerank(plan, node):

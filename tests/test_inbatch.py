@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from irflow.errors import IrflowError  # noqa: E402
 from irflow.train.inbatch import (  # noqa: E402

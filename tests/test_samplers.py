@@ -416,18 +416,24 @@ def test_bad_input_raises_irflow_errors():
 
 
 def test_recorded_bin_draws_are_the_bins_of_the_batches_training_drew():
-    """What the trainer records (and the report plots): the bins of exactly the pairs each step drew,
-    re-drawn from (seed, step) - the same for a resumed run as for an uninterrupted one."""
+    """What the trainer records (and the report plots) are the bins of exactly the pairs the training
+    task drew (BiEncoderTask.local_triples, as its micro-batches do), re-drawn from (seed, step): the
+    same for a resumed run as for an uninterrupted one."""
+    from irflow.train.biencoder import BiEncoderTask, DenseConfig
     from irflow.train.loop import step_rng
 
     pool, nonempty = skewed_pool()
     pair_bin = pool.binning().pair_bin
+    index = {x.pos: i for i, x in enumerate(pool.triples(np.arange(len(pool))))}  # positives are unique here
     sampler = TASBalancedSampler(pool, {"skew": 0}, 32)
+    cfg = DenseConfig(objective="margin-mse", sampler=sampler.name, batch_size=32)
+    task = BiEncoderTask(None, pool, sampler, {}, {}, cfg, seed=5, device="cpu")
     drawn = np.zeros(10, dtype=np.int64)
     for step in range(40):
         rng = step_rng(5, step)
         for _ in range(2):  # two micro-batches per step, from the step's one generator
-            drawn += np.bincount(pair_bin[sampler.sample(rng).pairs], minlength=10)
+            triples, sl = task.local_triples(rng)
+            drawn += np.bincount(pair_bin[[index[x.pos] for x in triples[sl]]], minlength=10)
     recorded = sampler.bin_draws(5, 40, accum=2)
     assert recorded == drawn.tolist() and sum(recorded) == 40 * 2 * 32
     assert sampler.bin_draws(6, 40, accum=2) != recorded  # another seed, other draws
