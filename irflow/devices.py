@@ -63,7 +63,7 @@ ENV_VISIBLE = "CUDA_VISIBLE_DEVICES"
 #: SLURM_* variables before its srun, but srun sets the step's own again.
 SLURM_GPU_VARS = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "GPU_DEVICE_ORDINAL", "SLURM_GPUS_ON_NODE")
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "fp64", "auto")
 
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
 # One CUDA_VISIBLE_DEVICES entry: an index, or a GPU-/MIG- UUID (or a unique prefix of one).
@@ -529,9 +529,13 @@ def _cuda_has_bf16() -> bool:
 
 
 def resolve_dtype(device: str, precision: str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``; None means plain fp32 (no autocast).
+    """The compute dtype for ``precision`` on ``device``; None means plain fp32 (no autocast).
 
-    ``precision`` is ``fp32``, ``bf16``, ``fp16`` or ``auto``. ``auto`` picks bf16 on a GPU that
+    ``precision`` is ``fp32``, ``bf16``, ``fp16``, ``fp64`` or ``auto``. bf16 and fp16 run under
+    autocast (:func:`amp`); fp64 is not an autocast dtype but float64 weights (:func:`weights_dtype`)
+    with autocast off: exact enough that two ways of computing the same training (one process or
+    several) agree to 1e-10 where float32 rounding noise, amplified by AdamW on parameters whose
+    true gradient is zero, makes them differ by up to the learning rate. ``auto`` picks bf16 on a GPU that
     supports it natively and on a CPU with AVX512-BF16 or AMX, else fp32. fp16 on the CPU is an
     error: CPU fp16 autocast is slower than fp32.
     """
@@ -541,6 +545,9 @@ def resolve_dtype(device: str, precision: str) -> torch.dtype | None:
     if prec == "fp32":
         return None
     import torch
+
+    if prec == "fp64":
+        return torch.float64
 
     kind = str(device).split(":", 1)[0].strip().lower()
     if prec == "bf16":
@@ -555,3 +562,28 @@ def resolve_dtype(device: str, precision: str) -> torch.dtype | None:
     if kind == "cpu":
         return torch.bfloat16 if _cpu_has_bf16() else None
     return None
+
+
+def amp(device_type: str, dtype):
+    """``torch.autocast`` for a half-precision ``dtype`` (bf16, fp16); a disabled one for None
+    (fp32) and float64 (the weights themselves are float64 then)."""
+    import torch
+
+    half = dtype in (torch.bfloat16, torch.float16)
+    return torch.autocast(device_type, dtype=dtype if half else torch.float32, enabled=half)
+
+
+def weights_dtype(dtype):
+    """The dtype a model's weights must be cast to for compute dtype ``dtype``: float64 for fp64,
+    else None (weights stay as loaded; autocast handles bf16/fp16)."""
+    import torch
+
+    return torch.float64 if dtype == torch.float64 else None
+
+
+def at_least_fp32(t):
+    """``t`` in float32 if it is half precision, else unchanged (float64 stays float64): scores,
+    pooling and losses are computed in at least float32 whatever the model ran in."""
+    import torch
+
+    return t.to(torch.promote_types(t.dtype, torch.float32))

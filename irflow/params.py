@@ -180,7 +180,7 @@ class StepParams(BaseModel):
                                                      for n, f in cls.model_fields.items()})) from None
 
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["fp32", "bf16", "fp16", "fp64"]
 
 
 class WithPrecision(StepParams):
@@ -188,7 +188,8 @@ class WithPrecision(StepParams):
     differ), so one key never holds different numbers on different machines."""
 
     precision: Precision = Field("bf16", description="Autocast precision: fp32, bf16 (fast on recent GPUs and "
-                                 "CPUs with AVX512-BF16/AMX) or fp16 (GPUs).")
+                                 "CPUs with AVX512-BF16/AMX), fp16 (GPUs), or fp64 (float64 weights and "
+                                 "arithmetic, for exactness checks; slow).")
 
 
 def validation_message(e: ValidationError, names: Mapping[str, str] | None = None) -> str:

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from irflow import devices
@@ -569,6 +570,7 @@ def test_resolve_dtype(monkeypatch):
     assert resolve_dtype("cpu", "bf16") is torch.bfloat16
     assert resolve_dtype("cuda:0", "bf16") is torch.bfloat16
     assert resolve_dtype("cuda:0", "fp16") is torch.float16
+    assert resolve_dtype("cpu", "fp64") is torch.float64
     with pytest.raises(IrflowError, match="fp16"):
         resolve_dtype("cpu", "fp16")
     with pytest.raises(IrflowError, match="unknown precision"):
@@ -589,3 +591,24 @@ def test_cpu_bf16_detection_runs():
     import torch  # noqa: F401
     devices._cpu_has_bf16.cache_clear()
     assert isinstance(devices._cpu_has_bf16(), bool)
+
+
+def test_fp64_runs_float64_weights_without_autocast_and_pools_in_float64(tiny_bert):
+    """fp64 is no autocast dtype: the weights are float64 and so is everything computed from them."""
+    import torch
+
+    from irflow.devices import amp, at_least_fp32, weights_dtype
+    from irflow.models.biencoder import Encoder, EncoderSpec
+
+    assert weights_dtype(torch.float64) is torch.float64 and weights_dtype(torch.bfloat16) is None
+    with amp("cpu", torch.float64):
+        assert not torch.is_autocast_enabled("cpu")
+    with amp("cpu", torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
+    assert at_least_fp32(torch.zeros(1, dtype=torch.bfloat16)).dtype == torch.float32
+    assert at_least_fp32(torch.zeros(1, dtype=torch.float64)).dtype == torch.float64
+    seqs = [[1, 5, 7, 2], [1, 9, 2]]
+    e64 = Encoder(EncoderSpec(str(tiny_bert), "mean", True), autocast_dtype=torch.float64)
+    assert next(e64.model.parameters()).dtype == torch.float64
+    v64, v32 = e64.forward(seqs), Encoder(EncoderSpec(str(tiny_bert), "mean", True)).forward(seqs)
+    assert v64.dtype == np.float64 and np.abs(v64 - v32).max() < 1e-5

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..devices import at_least_fp32
 from ..errors import IrflowError
 from .resolve import load_error, pretrained
 
@@ -79,7 +80,7 @@ def length_batches(lengths: np.ndarray, max_tokens: int, max_batch: int) -> Iter
 def pool(hidden, mask, pooling: str, normalize: bool):
     import torch
 
-    hidden = hidden.float()  # pool in fp32 whatever the model computed in (a bf16 sum of 256 rows loses digits)
+    hidden = at_least_fp32(hidden)  # pool in fp32 whatever the model computed in (a bf16 sum of 256 rows loses digits)
     if pooling == "cls":
         out = hidden[:, 0]
     else:
@@ -94,7 +95,7 @@ def _cast_weights_by_default(device: str, autocast_dtype) -> bool:
     """Whether bf16 inference should also hold the weights in bf16 (see :class:`Encoder`)."""
     import torch
 
-    return autocast_dtype == torch.bfloat16 and not str(device).startswith("cuda")
+    return (autocast_dtype == torch.bfloat16 and not str(device).startswith("cuda")) or autocast_dtype == torch.float64
 
 
 class Encoder:

@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..devices import amp, at_least_fp32
 from ..errors import IrflowError
 from .resolve import load_error, pretrained
 
@@ -117,15 +118,15 @@ class CrossEncoder(nn.Module):
 
     def forward(self, **enc) -> torch.Tensor:
         if self.head_type == "seqcls":
-            return self.backbone(**enc).logits.squeeze(-1).float()
+            return at_least_fp32(self.backbone(**enc).logits.squeeze(-1))
         if self.head_type == "cosine" and self.separate_layers:
-            hidden = self._late_interaction(enc).float()
+            hidden = at_least_fp32(self._late_interaction(enc))
         else:
-            hidden = self.backbone(**enc).last_hidden_state.float()
-        mask = enc["attention_mask"].unsqueeze(-1).float()
+            hidden = at_least_fp32(self.backbone(**enc).last_hidden_state)
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         if self.head_type == "mean":
             return self.head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).squeeze(-1)
-        doc = enc["token_type_ids"].unsqueeze(-1).float() * mask
+        doc = enc["token_type_ids"].unsqueeze(-1).to(hidden.dtype) * mask
         query = mask - doc
         q = (hidden * query).sum(1) / query.sum(1).clamp(min=1)
         d = (hidden * doc).sum(1) / doc.sum(1).clamp(min=1)
@@ -217,12 +218,11 @@ def score_pairs(model: CrossEncoder, queries: list[str], docs: list[str], *, dev
     out = np.zeros(len(queries), dtype=np.float64)
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
     model.eval()
-    with torch.inference_mode(), torch.autocast(dev_type, dtype=autocast_dtype or torch.float32,
-                                                enabled=autocast_dtype is not None):
+    with torch.inference_mode(), amp(dev_type, autocast_dtype):
         for idx in length_batches(approx_tokens, max_tokens, max_batch):
             enc = model.tokenize([queries[i] for i in idx], [docs[i] for i in idx])
             enc = {k: v.to(device) for k, v in enc.items()}
-            out[idx] = model(**enc).float().cpu().numpy()
+            out[idx] = model(**enc).cpu().numpy()
             if progress is not None:
                 progress(len(idx))
     return out.tolist()

@@ -251,8 +251,8 @@ class BiEncoderTask:
                 cd = torch.cat([gather_rows(cd[:b_local], g), gather_rows(cd[b_local:], g)])
                 cdm = torch.cat([gather_rows(cdm[:b_local], g), gather_rows(cdm[b_local:], g)])
                 cq, cqm = gather_rows(cq, g), gather_rows(cqm, g)
-            c_pos = self.colbert.inbatch_scores(cq, cqm, cd[:b], cdm[:b]).float()
-            c_neg = self.colbert.inbatch_scores(cq, cqm, cd[b:], cdm[b:]).float()
+            c_pos = self.colbert.inbatch_scores(cq, cqm, cd[:b], cdm[:b])
+            c_neg = self.colbert.inbatch_scores(cq, cqm, cd[b:], cdm[b:])
         if obj == "inbatch":
             return self.inbatch(s_pos_mat, s_neg_mat, c_pos, c_neg, mask=mask.to(self.device)), b_local
         return self.dual(s_pos_mat, s_neg_mat, t[:, 0], t[:, 1], c_pos, c_neg,
@@ -273,6 +273,7 @@ def dense_validation(examples, queries, docs, depth: int, cfg: DenseConfig, devi
     """
     import torch
 
+    from ..devices import amp
     from .validation import candidates, ndcg10
 
     cands, qrels = candidates(examples, depth)
@@ -287,11 +288,10 @@ def dense_validation(examples, queries, docs, depth: int, cfg: DenseConfig, devi
 
     def validate(model) -> float:
         model.eval()
-        with torch.inference_mode(), torch.autocast(dev_type, dtype=autocast_dtype or torch.float32,
-                                                    enabled=autocast_dtype is not None):
+        with torch.inference_mode(), amp(dev_type, autocast_dtype):
             qv, qm = encode(model, [queries[q] for q in qids], cfg.query_max_length)
             scores = torch.cat([model.inbatch_scores(qv, qm, *encode(model, [docs[d] for d in doc_ids[i:i + 64]],
-                                                                      cfg.passage_max_length)).float().cpu()
+                                                                      cfg.passage_max_length)).cpu()
                                 for i in range(0, len(doc_ids), 64)], dim=1)  # [queries, all candidates]
         return ndcg10(qrels, [(q, d, scores[qi, row[d]]) for qi, q in enumerate(qids) for d in cands[q]])
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..devices import at_least_fp32
 from ..errors import IrflowError
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class CrossEncoderTask:
         for r, (docs, t) in enumerate(groups):
             target[r, : len(t)] = torch.tensor(t)
             mask[r, : len(docs)] = True
-        return self.loss_fn(scores.float(), target.to(flat.device), mask.to(flat.device)), len(qs)
+        return self.loss_fn(at_least_fp32(scores), target.to(flat.device), mask.to(flat.device)), len(qs)
 
     def validate(self) -> float:
         if self.validation is None:

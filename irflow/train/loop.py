@@ -446,6 +446,7 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
     """
     import torch
 
+    from ..devices import amp
     from .dist import (
         SINGLE,
         barrier,
@@ -501,8 +502,7 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
         rng = step_rng(cfg.seed, step)
         t0, pairs, loss_sum = time.perf_counter(), 0, 0.0
         for batch in task.micro_batches(step, rng, cfg.grad_accum):
-            with torch.autocast(dev_type, dtype=autocast_dtype or torch.float32,
-                                enabled=autocast_dtype is not None):
+            with amp(dev_type, autocast_dtype):
                 loss, n = task.loss(batch)
             loss = loss / cfg.grad_accum
             (scaler.scale(loss) if scaler is not None else loss).backward()

@@ -14,6 +14,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from ..devices import weights_dtype
 from ..errors import IrflowError
 from .params import BiEncoderTrainParams, ColbertTrainParams, CrossEncoderTrainParams
 
@@ -53,7 +54,7 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     seed_everything(p.optim.seed)  # the fresh head's initialisation is part of the run
     model = CrossEncoder(model_path(str(init)) if init else p.model, head=p.head, max_length=p.max_length,
                          separate_layers=p.separate_layers)
-    model.to(device)
+    model.to(device, weights_dtype(autocast_dtype))
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
     docs = DocTexts(docs_dir)
@@ -74,10 +75,19 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
                   stop_after=stop_after, dist=dist)
     if not dist.main:
         return stats
-    model.save(out / "model", {"artifact_key": key, "objective": p.group.objective})
+    _save_fp32(model, out / "model", {"artifact_key": key, "objective": p.group.objective})
     shutil.copy2(log_path, out / "train_log.jsonl")
     stats["train_queries"] = len(task.examples)
     return stats
+
+
+def _save_fp32(model, out: Path, card: dict) -> None:
+    """Publish float32 weights whatever the training ran in (fp64 trains float64 weights): every
+    later step loads a trained model as it loads a hub checkpoint."""
+    import torch
+
+    model.to(torch.float32)
+    model.save(out, card)
 
 
 def load_teacher(teacher_dir: Path) -> dict[str, dict[str, float]]:
@@ -134,8 +144,9 @@ def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None,
         model = ColBERT.from_pretrained(source)
     else:
         model = DenseModel(source, p.pooling, p.normalize, p.scale)
-    model.to(device).train()
-    teacher_model = ColBERT.from_pretrained(model_path(colbert)).to(device) if colbert else None
+    model.to(device, weights_dtype(autocast_dtype)).train()
+    teacher_model = (ColBERT.from_pretrained(model_path(colbert)).to(device, weights_dtype(autocast_dtype))
+                     if colbert else None)
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
     docs = DocTexts(docs_dir)
@@ -159,7 +170,7 @@ def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None,
         task.close()
     if not dist.main:
         return stats
-    model.save(out / "model", {"artifact_key": key, "objective": c.objective, "sampler": c.sampler})
+    _save_fp32(model, out / "model", {"artifact_key": key, "objective": c.objective, "sampler": c.sampler})
     shutil.copy2(log_path, out / "train_log.jsonl")
     summary = sampler.summary()
     if hasattr(sampler, "bin_draws"):  # TAS-Balanced: what it drew from each margin bin (the report plots it)
