@@ -96,7 +96,7 @@ def score_teacher(models: list[str], examples_dir: Path, queries_dir: Path, docs
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
     del qids, qtexts
-    docs = DocTexts(docs_dir)
+    docs = DocTexts(docs_dir, ids=())  # each chunk indexes its own documents (memory: a chunk, not the corpus)
     n_pairs = sum(1 for _ in iter_pairs(examples_dir, depth))
     done_new = 0
     for mi, m in enumerate(models):  # a mean ensemble: each teacher in turn, so only one is in memory
@@ -109,7 +109,7 @@ def score_teacher(models: list[str], examples_dir: Path, queries_dir: Path, docs
                 continue
             if score is None:
                 score = _scorer(m, max_length, device, autocast_dtype)
-            s = np.asarray(score(pairs, queries, docs), dtype=np.float64)
+            s = np.asarray(score(pairs, queries, docs.subset(d for _, d in pairs)), dtype=np.float64)
             tmp = f.with_name(f".{f.name}.{os.getpid()}")
             feather.write_feather(pa.table({"score": s}), tmp)
             os.replace(tmp, f)
@@ -139,8 +139,9 @@ def _scorer(model: str, max_length: int, device: str, autocast_dtype):
     from .models.crossencoder import CrossEncoder, score_pairs
 
     ce = CrossEncoder(model_path(model), max_length=max_length).to(device)
-    return lambda pairs, queries, docs: score_pairs(ce, [queries[q] for q, _ in pairs], [docs[d] for _, d in pairs],
-                                                    device=device, autocast_dtype=autocast_dtype)
+    return lambda pairs, queries, docs: score_pairs(ce, [queries[q] for q, _ in pairs],
+                                                    docs.texts(d for _, d in pairs), device=device,
+                                                    autocast_dtype=autocast_dtype)
 
 
 def _bi_encoder_scores(model: str, pairs, queries, docs, max_length: int, device: str, autocast_dtype) -> list[float]:
@@ -159,7 +160,7 @@ def _bi_encoder_scores(model: str, pairs, queries, docs, max_length: int, device
     qids = sorted({q for q, _ in pairs})
     dids = sorted({d for _, d in pairs})
     qv = enc.encode_texts([queries[q] for q in qids], tok, 64)
-    dv = enc.encode_texts([docs[d] for d in dids], tok, max_length)
+    dv = enc.encode_texts(docs.texts(dids), tok, max_length)
     qrow = {q: i for i, q in enumerate(qids)}
     drow = {d: i for i, d in enumerate(dids)}
     qi = np.array([qrow[q] for q, _ in pairs], dtype=np.int64)

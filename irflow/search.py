@@ -65,6 +65,42 @@ def check_index_model(index_dir: Path, spec: dict):
     return tok
 
 
+class TopK:
+    """The best ``k`` (score, doc id) of every query over one or more result blocks (shards).
+
+    Held as numpy arrays of queries x k (scores, UTF-8 ids, validity) and merged after each block,
+    so a sharded search holds one shard's results beside the running top k, not queries x k x
+    shards Python tuples (4M of them, ~1 GB, for 10,000 queries, k 100 and 4 shards). Order is
+    ``(-score, doc id)``, as :func:`irflow.trec.write_run` writes it: UTF-8 bytes compare as the
+    code points do, so ties across shards resolve exactly as sorting the strings would.
+    """
+
+    def __init__(self, n_queries: int, k: int):
+        self.k = k
+        self.scores = np.zeros((n_queries, 0), dtype=np.float64)
+        self.ids = np.zeros((n_queries, 0), dtype="S1")
+        self.valid = np.zeros((n_queries, 0), dtype=bool)
+
+    def add(self, scores, rows, doc_ids) -> None:
+        """One block: ``scores`` / ``rows`` [queries, k'] (row -1: no result), ``doc_ids`` row -> id."""
+        rows = np.asarray(rows)
+        valid = rows >= 0
+        ids = np.asarray(doc_ids, dtype=object)[np.where(valid, rows, 0)] if len(doc_ids) else \
+            np.full(rows.shape, "", dtype=object)
+        ids = np.char.encode(np.where(valid, ids, "").astype(str), "utf-8")
+        s = np.where(valid, np.asarray(scores, dtype=np.float64), -np.inf)
+        s, ids, valid = (np.concatenate(x, axis=1) for x in ((self.scores, s), (self.ids, ids), (self.valid, valid)))
+        order = np.lexsort((ids, -s, ~valid), axis=-1)[:, : self.k]
+        self.scores, self.ids, self.valid = (np.take_along_axis(x, order, axis=1) for x in (s, ids, valid))
+
+    def run(self, qids: list[str]) -> dict[str, list[tuple[str, float]]]:
+        out = {}
+        for qi, q in enumerate(qids):
+            v = self.valid[qi]
+            out[q] = list(zip((x.decode() for x in self.ids[qi][v]), self.scores[qi][v].tolist()))
+        return out
+
+
 def search(p: SearchParams, index_dirs: list[Path] | Path, queries_dir: Path, out: Path, *, device: str = "cpu",
            autocast_dtype=None, tag: str = "irflow", threads: int | None = None) -> dict:
     """Search one index, or the per-shard faiss indexes of one corpus in turn (top k of each, merged:
@@ -79,13 +115,10 @@ def search(p: SearchParams, index_dirs: list[Path] | Path, queries_dir: Path, ou
         raise IrflowError(f"--index artifacts of different types ({', '.join(sorted(types))})")
     kind = types.pop()
     qids, qtexts = load_texts(queries_dir)
-    run: dict[str, list[tuple[str, float]]] = {q: [] for q in qids}
+    best = TopK(len(qids), p.k)
 
     def collect(index_dir: Path, scores, rows):
-        doc_ids = pq.read_table(index_dir / "ids.parquet").column("id").to_numpy(zero_copy_only=False)
-        for qi, qid in enumerate(qids):
-            valid = rows[qi] >= 0
-            run[qid] += zip(doc_ids[rows[qi][valid]].tolist(), np.asarray(scores[qi][valid], np.float64).tolist())
+        best.add(scores, rows, pq.read_table(index_dir / "ids.parquet").column("id").to_numpy(zero_copy_only=False))
 
     if kind == "bm25":
         from .index import bm25
@@ -107,12 +140,10 @@ def search(p: SearchParams, index_dirs: list[Path] | Path, queries_dir: Path, ou
         enc = Encoder(EncoderSpec(spec["model"], spec["pooling"], spec["normalize"]), device=device,
                       autocast_dtype=autocast_dtype)
         qvecs = enc.encode_texts(qtexts, tokenizer, p.query_max_length)
-        for d in index_dirs:  # one index in memory at a time
+        for d in index_dirs:  # one index in memory at a time, merged into the running top k
             collect(d, *dense.search(d, qvecs, p.k, p.nprobe, device=device))
-        if len(index_dirs) > 1:
-            for q, docs in run.items():
-                run[q] = sorted(docs, key=lambda x: (-x[1], x[0]))[: p.k]
     else:
         raise IrflowError(f"unknown index type {kind!r}", where=index_dirs[0])
+    run = best.run(qids)
     write_run(out / RUN, run, tag)
     return {"queries": len(qids), "empty_queries": sum(1 for v in run.values() if not v), "indexes": len(index_dirs)}

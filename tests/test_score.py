@@ -50,3 +50,34 @@ def test_pairs_are_the_examples_candidates_each_once(scoring_inputs):
     expected = {(r["qid"], d) for r in ex for d in r["positives"] + r["negatives"][:15]}
     got = list(zip(t["qid"], t["doc_id"]))
     assert len(got) == len(set(got)) and set(got) == expected
+
+
+def test_doc_texts_index_only_the_ids_asked_for_by_scanning_the_corpus(tmp_path, monkeypatch):
+    """DocTexts finds the rows of the ids a step needs by a slice-wise scan of the mapped id column
+    (no index over the corpus); order, missing ids and multi-chunk columns as a dict would give."""
+    import pyarrow as pa
+
+    from irflow.data import arrow
+    from irflow.errors import IrflowError
+    from irflow.rerank import DocTexts
+
+    ids = [f"d{i}" for i in range(1000)]
+    table = pa.Table.from_batches([pa.record_batch({"id": ids[a:a + 300], "text": [f"text {i}" for i in
+                                                                                  range(a, min(a + 300, 1000))]})
+                                   for a in range(0, 1000, 300)])  # a column of 4 chunks
+    with pa.OSFile(str(tmp_path / arrow.TEXTS), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+        w.write_table(table)
+    monkeypatch.setattr(DocTexts, "SCAN_ROWS", 7)  # many slices per chunk
+    full = DocTexts(tmp_path)
+    assert len(full) == 1000 and full["d999"] == "text 999"
+    want = ["d998", "d3", "d301", "d3", "d650"]
+    sub = DocTexts(tmp_path, ids=want)
+    assert sorted(sub) == ["d3", "d301", "d650", "d998"]  # only what was asked for
+    assert sub.texts(want) == [f"text {i}" for i in (998, 3, 301, 3, 650)]
+    assert [sub[d] for d in want] == [full[d] for d in want]
+    assert dict(full.subset(["d7", "d900"]).items()) == {"d7": "text 7", "d900": "text 900"}
+    assert len(full.subset([])) == 0
+    with pytest.raises(IrflowError, match="'nope' is not in the corpus"):
+        DocTexts(tmp_path, ids=["d1", "nope"])["nope"]
+    with pytest.raises(IrflowError, match="'nope' is not in the corpus"):
+        sub.texts(["d3", "nope"])

@@ -222,7 +222,7 @@ def score_pairs(model: CrossEncoder, queries: list[str], docs: list[str], *, dev
         for idx in length_batches(approx_tokens, max_tokens, max_batch):
             enc = model.tokenize([queries[i] for i in idx], [docs[i] for i in idx])
             enc = {k: v.to(device) for k, v in enc.items()}
-            out[idx] = model(**enc).cpu().numpy()
+            out[idx] = at_least_fp32(model(**enc)).cpu().numpy()
             if progress is not None:
                 progress(len(idx))
     return out.tolist()

@@ -273,7 +273,7 @@ def dense_validation(examples, queries, docs, depth: int, cfg: DenseConfig, devi
     """
     import torch
 
-    from ..devices import amp
+    from ..devices import amp, at_least_fp32
     from .validation import candidates, ndcg10
 
     cands, qrels = candidates(examples, depth)
@@ -290,8 +290,8 @@ def dense_validation(examples, queries, docs, depth: int, cfg: DenseConfig, devi
         model.eval()
         with torch.inference_mode(), amp(dev_type, autocast_dtype):
             qv, qm = encode(model, [queries[q] for q in qids], cfg.query_max_length)
-            scores = torch.cat([model.inbatch_scores(qv, qm, *encode(model, [docs[d] for d in doc_ids[i:i + 64]],
-                                                                      cfg.passage_max_length)).cpu()
+            scores = torch.cat([at_least_fp32(model.inbatch_scores(qv, qm, *encode(
+                model, [docs[d] for d in doc_ids[i:i + 64]], cfg.passage_max_length))).cpu()
                                 for i in range(0, len(doc_ids), 64)], dim=1)  # [queries, all candidates]
         return ndcg10(qrels, [(q, d, scores[qi, row[d]]) for qi, q in enumerate(qids) for d in cands[q]])
 

@@ -57,13 +57,13 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     model.to(device, weights_dtype(autocast_dtype))
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
-    docs = DocTexts(docs_dir)
     train_examples = load_examples(examples_dir, "train")
     if teacher_dir is not None:
         by_q = load_teacher(teacher_dir)
         for ex in train_examples:
             ex.teacher = by_q.get(ex.qid) or ex.teacher
     valid = load_examples(examples_dir, "valid")
+    docs = DocTexts(docs_dir, ids=_example_docs(train_examples + valid))
     validation = (_validation(valid, queries, docs, p.validation_depth, device, autocast_dtype)
                   if valid and p.optim.validate_every and dist.main else None)
     task = CrossEncoderTask(model, train_examples, queries, docs, p.group, seed=p.optim.seed, device=device,
@@ -79,6 +79,13 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     shutil.copy2(log_path, out / "train_log.jsonl")
     stats["train_queries"] = len(task.examples)
     return stats
+
+
+def _example_docs(examples) -> set[str]:
+    """Every document the examples name (candidates, positives, teacher-scored): what training and
+    validation read, so the corpus is indexed for these only."""
+    return {d for ex in examples for part in (ex.positives, ex.negatives, ex.teacher or (), ex.grades or ())
+            for d in part}
 
 
 def _save_fp32(model, out: Path, card: dict) -> None:
@@ -149,13 +156,13 @@ def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None,
                      if colbert else None)
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
-    docs = DocTexts(docs_dir)
     examples = load_examples(examples_dir, "train")
     teacher = load_teacher(teacher_dir) if teacher_dir is not None else None
     pool = PairPool.from_arrays(*teacher_pairs(examples, teacher, c.negatives_depth))
     sampler = make_sampler(c.sampler, pool, _read_clusters(clusters_dir), c.batch_size, c.clusters_per_batch,
                            c.bins)
     valid = load_examples(examples_dir, "valid")
+    docs = DocTexts(docs_dir, ids=(*pool.pos_ids, *pool.neg_ids, *_example_docs(valid)))
     validation = (dense_validation(valid, queries, docs, p.validation_depth, c, device, autocast_dtype)
                   if valid and p.optim.validate_every and dist.main else None)
     task = BiEncoderTask(model, pool, sampler, queries, docs, c, seed=p.optim.seed, device=device,
