@@ -260,12 +260,7 @@ def preprocess(p: PreprocessParams, queries_dir: Path, run_path: Path | None, ou
 
 
 def load_examples(examples_dir: Path, part: str):
-    import pyarrow.parquet as pq
+    """The examples of ``part`` (train / valid) as an :class:`irflow.train.examples.ExampleTable`."""
+    from .train.examples import ExampleTable
 
-    from .train.crossencoder import Example
-
-    t = pq.read_table(Path(examples_dir) / EXAMPLES).to_pylist()
-    return [Example(r["qid"], r["positives"], r["negatives"],
-                    dict(zip(r["teacher_docs"], r["teacher_scores"])) or None,
-                    dict(zip(r.get("judged_docs") or [], r.get("judged_grades") or [])) or None)
-            for r in t if r["part"] == part]
+    return ExampleTable.read(examples_dir, part)

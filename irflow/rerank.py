@@ -23,12 +23,13 @@ from .progress import progress as progress_bar
 class DocTexts(Mapping):
     """Doc id -> text over a prepared (memory-mapped) texts table, for the documents a step needs.
 
-    With ``ids``, only those documents are indexed: their rows are found by one scan of the
-    corpus's id column against a hash set of ``ids`` (Arrow's ``is_in``, a slice at a time), so
-    memory follows what the step reads (a run's candidates, a chunk of teacher pairs, a training
-    set), not the corpus. An index over every id as a Python dict costs ~0.7 KB a passage: 6 GB
-    at MS MARCO's 8.8M. A requested id that is not in the corpus fails on access, naming it.
-    Without ``ids`` every document is indexed (small corpora, interactive use).
+    With ``ids`` (an iterable of ids, or a list of Arrow / numpy arrays of them), only those
+    documents are indexed: their rows are found by one scan of the corpus's id column against a
+    hash set of ``ids`` (Arrow's ``is_in``, a slice at a time), and kept as a sorted Arrow array of
+    the found ids beside a numpy array of their rows (~20 bytes a document), so memory follows what
+    the step reads (a run's candidates, a chunk of teacher pairs, a training set), not the corpus.
+    A Python dict over every id costs ~0.7 KB a passage: 6 GB at MS MARCO's 8.8M. A requested id
+    that is not in the corpus fails on access, naming it. Without ``ids`` every document is indexed.
     """
 
     #: corpus rows per ``is_in`` call of the scan
@@ -40,59 +41,94 @@ class DocTexts(Mapping):
         table = arrow.open_table(Path(prepared) / arrow.TEXTS)
         self._ids = table.column("id")
         self._text = table.column("text")
-        self._row = (self._rows(ids) if ids is not None
-                     else {d: i for i, d in enumerate(self._ids.to_pylist())})
+        self._keys, self._rows = self._index(None if ids is None else self._wanted(ids))
 
     def subset(self, ids) -> "DocTexts":
         """The same corpus, indexed for ``ids`` only (one scan; shares the mapped table)."""
         new = object.__new__(DocTexts)
         new._ids, new._text = self._ids, self._text
-        new._row = self._rows(ids)
+        new._keys, new._rows = self._index(self._wanted(ids))
         return new
 
-    def _rows(self, ids) -> dict[str, int]:
+    def _wanted(self, ids):
+        """The distinct ids asked for, as one Arrow array of the id column's type."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        wanted = pa.array(sorted(set(ids)), type=self._ids.type)
-        found: dict[str, int] = {}
-        if len(wanted) == 0:
-            return found
-        offset = 0
-        for chunk in self._ids.chunks:
-            for start in range(0, len(chunk), self.SCAN_ROWS):
-                part = chunk.slice(start, self.SCAN_ROWS)
-                hit = np.flatnonzero(pc.is_in(part, value_set=wanted).to_numpy(zero_copy_only=False))
-                if len(hit):
-                    found.update(zip(part.take(pa.array(hit)).to_pylist(), (offset + start + hit).tolist()))
-            offset += len(chunk)
-        return found
+        typ = self._ids.type
+        if isinstance(ids, list) and ids and all(isinstance(x, (pa.Array, pa.ChunkedArray, np.ndarray)) for x in ids):
+            chunks = []
+            for x in ids:
+                x = pa.array(x, type=typ) if isinstance(x, np.ndarray) else x.cast(typ)
+                chunks += x.chunks if isinstance(x, pa.ChunkedArray) else [x]
+            return pc.unique(pa.chunked_array(chunks, type=typ))
+        return pa.array(sorted(set(ids)), type=typ)
+
+    def _index(self, wanted):
+        """(sorted found ids, their rows): every row of the corpus when ``wanted`` is None."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if wanted is None:
+            keys, rows = self._ids, np.arange(len(self._ids), dtype=np.int64)
+        else:
+            keys, rows = [], []
+            offset = 0
+            for chunk in (self._ids.chunks if len(wanted) else []):
+                for start in range(0, len(chunk), self.SCAN_ROWS):
+                    part = chunk.slice(start, self.SCAN_ROWS)
+                    hit = np.flatnonzero(pc.is_in(part, value_set=wanted).to_numpy(zero_copy_only=False))
+                    if len(hit):
+                        keys.append(part.take(pa.array(hit)))
+                        rows.append(offset + start + hit)
+                offset += len(chunk)
+            keys = pa.chunked_array(keys, type=self._ids.type)
+            rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        order = pc.sort_indices(keys).to_numpy()
+        return keys.take(pa.array(order)).combine_chunks(), rows[order]
+
+    def _find(self, doc_id: str) -> int:
+        """The position of ``doc_id`` among the sorted keys (binary search), or -1."""
+        keys = self._keys
+        lo, hi = 0, len(keys)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if keys[mid].as_py() < doc_id:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(keys) and keys[lo].as_py() == doc_id else -1
 
     def __getitem__(self, doc_id: str) -> str:
-        try:
-            return self._text[self._row[doc_id]].as_py()
-        except KeyError:
-            raise IrflowError(f"document {doc_id!r} is not in the corpus") from None
+        i = self._find(doc_id) if isinstance(doc_id, str) else -1
+        if i < 0:
+            raise IrflowError(f"document {doc_id!r} is not in the corpus")
+        return self._text[int(self._rows[i])].as_py()
 
     def texts(self, doc_ids) -> list[str]:
-        """Texts of ``doc_ids`` in order (one gather from the mapped column)."""
+        """Texts of ``doc_ids`` in order (one hash lookup and one gather from the mapped column)."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        try:
-            rows = [self._row[d] for d in doc_ids]
-        except KeyError as e:
-            raise IrflowError(f"document {e.args[0]!r} is not in the corpus") from None
+        ids = pa.array(list(doc_ids), type=self._keys.type)
+        pos = pc.index_in(ids, value_set=self._keys)
+        if pos.null_count:
+            missing = ids.filter(pc.is_null(pos))[0].as_py()
+            raise IrflowError(f"document {missing!r} is not in the corpus")
+        rows = self._rows[pos.to_numpy(zero_copy_only=False)]
         return self._text.take(pa.array(rows, type=pa.int64())).to_pylist()
 
     def __contains__(self, doc_id) -> bool:
-        return doc_id in self._row
+        return isinstance(doc_id, str) and self._find(doc_id) >= 0
 
     def __iter__(self):
-        return iter(self._row)
+        for a in range(0, len(self._keys), 65536):
+            yield from self._keys.slice(a, 65536).to_pylist()
 
     def __len__(self) -> int:
-        return len(self._row)
+        return len(self._keys)
 
 
 class RerankParams(WithPrecision):

@@ -81,3 +81,36 @@ def test_doc_texts_index_only_the_ids_asked_for_by_scanning_the_corpus(tmp_path,
         DocTexts(tmp_path, ids=["d1", "nope"])["nope"]
     with pytest.raises(IrflowError, match="'nope' is not in the corpus"):
         sub.texts(["d3", "nope"])
+
+
+def test_example_table_builds_each_query_as_the_lists_and_dicts_did(scoring_inputs):
+    """ExampleTable (Arrow columns) gives, one query at a time, the Example a list of Python objects
+    held; a teacher replaces an example's own scores where it has the query; counts and doc ids are
+    computed over the columns."""
+    from irflow.preprocess import load_examples
+    from irflow.train.examples import Example, ExampleTable, TeacherScores
+
+    s = scoring_inputs
+    rows = pq.read_table(s["examples"] / "examples.parquet").to_pylist()
+    table = load_examples(s["examples"], "train")
+    want = [r for r in rows if r["part"] == "train"]
+    assert len(table) == len(want) > 5
+    for ex, r in zip(table, want):
+        assert (ex.qid, ex.positives, ex.negatives) == (r["qid"], r["positives"], r["negatives"])
+        assert ex.teacher == (dict(zip(r["teacher_docs"], r["teacher_scores"])) or None)
+    assert table[-1].qid == want[-1]["qid"] and table[2].qid == want[2]["qid"]
+    teacher_dir = s["root"] / _score(s, s["root"] / "s1").stdout.strip()
+    t = TeacherScores.read(teacher_dir)
+    scores = pq.read_table(teacher_dir / "teacher.parquet").to_pylist()
+    with_t = table.with_teacher(t)
+    for ex in with_t:
+        assert ex.teacher == {r["doc_id"]: r["score"] for r in scores if r["qid"] == ex.qid}
+    n = with_t.counts()
+    assert n["teacher"].tolist() == [t.count(q) for q in with_t.qids]
+    assert n["positives"].tolist() == [len(r["positives"]) for r in want]
+    names = {d for r in want for c in ("positives", "negatives", "teacher_docs", "judged_docs") for d in r[c]}
+    names |= {r["doc_id"] for r in scores}
+    assert sorted(with_t.doc_ids().to_pylist()) == sorted(names)
+    mine = [Example("q1", ["a"], ["b", "c"], {"a": 1.0, "b": 0.5}, {"a": 2}), Example("q2", [], ["d"])]
+    assert list(ExampleTable.of(mine)) == [mine[0], Example("q2", [], ["d"], None, None)]
+    assert list(ExampleTable.of(mine).select([1])) == [Example("q2", [], ["d"])]

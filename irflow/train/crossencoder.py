@@ -13,14 +13,15 @@ are drawn from the step's own generator, so a step's batch is a pure function of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..devices import at_least_fp32
 from ..errors import IrflowError
+from .examples import Example, ExampleTable  # noqa: F401  (Example: re-exported)
 
 if TYPE_CHECKING:
     import torch
@@ -35,17 +36,8 @@ class GroupConfig:
     temperature: float = 1.0
 
 
-@dataclass
-class Example:
-    qid: str
-    positives: list[str]
-    negatives: list[str]  # first-stage order, non-relevant (or unjudged)
-    teacher: dict[str, float] | None = None
-    grades: dict[str, int] | None = None  # qrels grade of each judged doc in the corpus (graded losses)
-
-
 class CrossEncoderTask:
-    def __init__(self, model, examples: list[Example], queries: dict[str, str], docs, cfg: GroupConfig, *,
+    def __init__(self, model, examples: Sequence[Example], queries: dict[str, str], docs, cfg: GroupConfig, *,
                  seed: int, device: str, validation=None, dist=None):
         from .dist import SINGLE
         from .losses import make_loss
@@ -61,18 +53,17 @@ class CrossEncoderTask:
         # the rank's own groups, so the gradients are averaged across ranks (global_loss False)
         self.dist = dist or SINGLE
         self.global_loss = False
-        teacher_objective = cfg.objective in ("kl", "ranknet", "margin-mse")
-        usable = []
-        for ex in examples:
-            if teacher_objective and not ex.teacher:
-                continue
-            if cfg.objective in ("lce", "margin-mse") and (not ex.positives or not ex.negatives):
-                continue
-            usable.append(ex)
-        if not usable:
+        examples = ExampleTable.of(examples)  # Arrow columns: an example is built when a step draws it
+        n = examples.counts()
+        usable = np.ones(len(examples), dtype=bool)
+        if cfg.objective in ("kl", "ranknet", "margin-mse"):
+            usable &= n["teacher"] > 0
+        if cfg.objective in ("lce", "margin-mse"):
+            usable &= (n["positives"] > 0) & (n["negatives"] > 0)
+        if not usable.any():
             raise IrflowError(f"no training query has what objective {cfg.objective!r} needs "
                               "(a positive and negatives, or teacher scores)")
-        self.examples = usable
+        self.examples = examples.select(np.flatnonzero(usable))
         kwargs = {"temperature": cfg.temperature} if cfg.objective in ("lce", "kl") else {}
         self.loss_fn = make_loss(cfg.objective, **kwargs)
 

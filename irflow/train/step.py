@@ -57,13 +57,9 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     model.to(device, weights_dtype(autocast_dtype))
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
-    train_examples = load_examples(examples_dir, "train")
-    if teacher_dir is not None:
-        by_q = load_teacher(teacher_dir)
-        for ex in train_examples:
-            ex.teacher = by_q.get(ex.qid) or ex.teacher
+    train_examples = load_examples(examples_dir, "train").with_teacher(load_teacher(teacher_dir))
     valid = load_examples(examples_dir, "valid")
-    docs = DocTexts(docs_dir, ids=_example_docs(train_examples + valid))
+    docs = DocTexts(docs_dir, ids=[train_examples.doc_ids(), valid.doc_ids()])
     validation = (_validation(valid, queries, docs, p.validation_depth, device, autocast_dtype)
                   if valid and p.optim.validate_every and dist.main else None)
     task = CrossEncoderTask(model, train_examples, queries, docs, p.group, seed=p.optim.seed, device=device,
@@ -81,13 +77,6 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     return stats
 
 
-def _example_docs(examples) -> set[str]:
-    """Every document the examples name (candidates, positives, teacher-scored): what training and
-    validation read, so the corpus is indexed for these only."""
-    return {d for ex in examples for part in (ex.positives, ex.negatives, ex.teacher or (), ex.grades or ())
-            for d in part}
-
-
 def _save_fp32(model, out: Path, card: dict) -> None:
     """Publish float32 weights whatever the training ran in (fp64 trains float64 weights): every
     later step loads a trained model as it loads a hub checkpoint."""
@@ -97,17 +86,11 @@ def _save_fp32(model, out: Path, card: dict) -> None:
     model.save(out, card)
 
 
-def load_teacher(teacher_dir: Path) -> dict[str, dict[str, float]]:
-    """qid -> doc id -> teacher score, from a ``score`` artifact."""
-    import pyarrow.parquet as pq
+def load_teacher(teacher_dir: Path | None):
+    """qid -> {doc id: teacher score} of a ``score`` artifact, over its Arrow columns (None: no teacher)."""
+    from .examples import TeacherScores
 
-    from ..score import TEACHER
-
-    t = pq.read_table(Path(teacher_dir) / TEACHER, columns=["qid", "doc_id", "score"]).to_pydict()
-    by_q: dict[str, dict[str, float]] = {}
-    for q, d, x in zip(t["qid"], t["doc_id"], t["score"]):
-        by_q.setdefault(q, {})[d] = x
-    return by_q
+    return TeacherScores.read(teacher_dir) if teacher_dir is not None else None
 
 
 def _read_clusters(clusters_dir: Path | None) -> dict[str, int] | None:
@@ -157,12 +140,12 @@ def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None,
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
     examples = load_examples(examples_dir, "train")
-    teacher = load_teacher(teacher_dir) if teacher_dir is not None else None
+    teacher = load_teacher(teacher_dir)
     pool = PairPool.from_arrays(*teacher_pairs(examples, teacher, c.negatives_depth))
     sampler = make_sampler(c.sampler, pool, _read_clusters(clusters_dir), c.batch_size, c.clusters_per_batch,
                            c.bins)
     valid = load_examples(examples_dir, "valid")
-    docs = DocTexts(docs_dir, ids=(*pool.pos_ids, *pool.neg_ids, *_example_docs(valid)))
+    docs = DocTexts(docs_dir, ids=[pool.pos_ids, pool.neg_ids, valid.doc_ids()])
     validation = (dense_validation(valid, queries, docs, p.validation_depth, c, device, autocast_dtype)
                   if valid and p.optim.validate_every and dist.main else None)
     task = BiEncoderTask(model, pool, sampler, queries, docs, c, seed=p.optim.seed, device=device,
