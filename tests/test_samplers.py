@@ -438,3 +438,46 @@ def test_recorded_bin_draws_are_the_bins_of_the_batches_training_drew():
     assert recorded == drawn.tolist() and sum(recorded) == 40 * 2 * 32
     assert sampler.bin_draws(6, 40, accum=2) != recorded  # another seed, other draws
     assert [recorded[b] > 0 for b in range(10)] == [b in nonempty for b in range(10)]
+
+
+def test_teacher_pairs_over_arrow_equal_the_per_example_loop():
+    """teacher_pairs (a join and index arithmetic over Arrow columns) gives exactly the pairs, in
+    the order, of the loop it replaced: per example, scored positives x scored negatives of the top
+    depth; queries the teacher lacks give none; without a teacher every pair with scores 0."""
+    from irflow.train.biencoder import teacher_pairs
+    from irflow.train.examples import Example, TeacherScores
+
+    r = np.random.default_rng(3)
+    docs = [f"d{i}" for i in range(60)]
+    examples, teacher = [], {}
+    for q in range(40):
+        picked = [docs[i] for i in r.permutation(60)[: r.integers(0, 25)]]
+        k = int(r.integers(0, 4))
+        ex = Example(f"q{q}", picked[:k], picked[k:])
+        examples.append(ex)
+        if q % 7 != 3:  # some queries have no teacher scores at all
+            teacher[ex.qid] = {d: float(r.normal()) for d in picked if r.random() < 0.7}
+
+    def loop(examples, teacher, depth):
+        out = [], [], [], [], []
+        for ex in examples:
+            t = teacher.get(ex.qid, {}) if teacher is not None else None
+            ps = [d for d in ex.positives if t is None or d in t]
+            ns = [d for d in ex.negatives[:depth] if t is None or d in t]
+            for p in ps:
+                for n in ns:
+                    for col, v in zip(out, (ex.qid, p, n, t[p] if t else 0.0, t[n] if t else 0.0)):
+                        col.append(v)
+        return out
+
+    for t in (teacher, TeacherScores.of(teacher), None):
+        for depth in (1, 5, 100):
+            got = teacher_pairs(examples, t, depth)
+            want = loop(examples, teacher if t is not None else None, depth)
+            assert [got[i].to_pylist() for i in range(3)] == list(want[:3])
+            assert got[3].tolist() == want[3] and got[4].tolist() == want[4]
+            assert len(want[0]) > 0
+    pool = PairPool.from_arrays(*teacher_pairs(examples, teacher, 5))
+    ref = PairPool.from_arrays(*loop(examples, teacher, 5))
+    assert pool.qids == ref.qids and (pool.pos_ids == ref.pos_ids).all() and (pool.neg_ids == ref.neg_ids).all()
+    assert (pool.margins == ref.margins).all() and (pool.pair_query == ref.pair_query).all()

@@ -87,25 +87,50 @@ class DenseConfig:
                               f"got {self.cache_chunk!r}")
 
 
-def teacher_pairs(examples, teacher: dict[str, dict[str, float]] | None, negatives_depth: int):
+def teacher_pairs(examples, teacher, negatives_depth: int):
     """Arrays (qids, pos, neg, s_pos, s_neg) of every teacher-scored (positive, negative) pair.
 
-    Without a teacher (``infonce``) all scores are 0: the pairs are qrels positives × first-stage
-    negatives.
+    Per example in order, its teacher-scored positives x its teacher-scored negatives among the
+    first ``negatives_depth``. Without a teacher (``infonce``) all scores are 0: the pairs are
+    qrels positives x first-stage negatives. ``teacher``: :class:`~irflow.train.examples.TeacherScores`
+    or qid -> {doc id: score}. Computed over Arrow columns (a join and index arithmetic), so the
+    ~10M pairs of 100k queries at depth 100 never exist as Python objects; ids come back as Arrow
+    arrays, scores as float64 numpy arrays.
     """
-    qids, pos, neg, sp, sn = [], [], [], [], []
-    for ex in examples:
-        t = teacher.get(ex.qid, {}) if teacher is not None else None
-        ps = [d for d in ex.positives if t is None or d in t]
-        ns = [d for d in ex.negatives[:negatives_depth] if t is None or d in t]
-        for p in ps:
-            for n in ns:
-                qids.append(ex.qid)
-                pos.append(p)
-                neg.append(n)
-                sp.append(t[p] if t is not None else 0.0)
-                sn.append(t[n] if t is not None else 0.0)
-    return qids, pos, neg, np.asarray(sp, dtype=np.float64), np.asarray(sn, dtype=np.float64)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .examples import ExampleTable, TeacherScores
+
+    ex = ExampleTable.of(examples)
+    t = ex.table
+    teacher = TeacherScores.of(teacher) if teacher is not None else None
+
+    def side(col: str):
+        lists = t.column(col).combine_chunks()
+        if col == "negatives":
+            lists = pc.list_slice(lists, 0, negatives_depth)
+        docs = pc.list_flatten(lists)
+        owner = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+        if teacher is None:
+            return owner, docs, np.zeros(len(docs))
+        rows = pa.table({"qid": t.column("qid").take(pa.array(owner)), "doc_id": docs,
+                         "_i": np.arange(len(docs), dtype=np.int64)})
+        hit = rows.join(teacher.table, keys=["qid", "doc_id"], join_type="inner").sort_by("_i")
+        i = hit.column("_i").to_numpy()
+        return owner[i], hit.column("doc_id").combine_chunks(), hit.column("score").to_numpy()
+
+    po, pdoc, pscore = side("positives")
+    no, ndoc, nscore = side("negatives")
+    cn = np.bincount(no, minlength=len(ex)).astype(np.int64)
+    n_start = np.concatenate(([0], np.cumsum(cn)[:-1])).astype(np.int64)
+    reps = cn[po]  # each positive pairs with every negative of its query, in order
+    pos_idx = np.repeat(np.arange(len(po), dtype=np.int64), reps)
+    within = np.arange(len(pos_idx), dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
+    neg_idx = n_start[po[pos_idx]] + within
+    qids = t.column("qid").take(pa.array(po[pos_idx]))
+    return (qids, pdoc.take(pa.array(pos_idx)), ndoc.take(pa.array(neg_idx)),
+            pscore[pos_idx].astype(np.float64), nscore[neg_idx].astype(np.float64))
 
 
 class BiEncoderTask:

@@ -44,6 +44,7 @@ class TeacherScores:
         import pyarrow.compute as pc
 
         t = table.select(["qid", "doc_id", "score"]).sort_by("qid").combine_chunks()  # stable: doc order kept
+        self.table = t
         self._docs, self._scores = t.column("doc_id"), t.column("score").to_numpy()
         q = t.column("qid")
         n = len(q)
@@ -55,6 +56,18 @@ class TeacherScores:
         ends = np.concatenate((change, [n]))
         names = q.take(starts).to_pylist()
         self._span = dict(zip(names, zip(starts.tolist(), ends.tolist())))
+
+    @classmethod
+    def of(cls, teacher) -> TeacherScores:
+        """``teacher`` as TeacherScores (a mapping qid -> {doc id: score}, or TeacherScores already)."""
+        if isinstance(teacher, TeacherScores):
+            return teacher
+        import pyarrow as pa
+
+        rows = [(q, d, float(x)) for q, ds in teacher.items() for d, x in ds.items()]
+        return cls(pa.table({"qid": pa.array([r[0] for r in rows], pa.string()),
+                             "doc_id": pa.array([r[1] for r in rows], pa.string()),
+                             "score": pa.array([r[2] for r in rows], pa.float64())}))
 
     @classmethod
     def read(cls, teacher_dir: Path) -> TeacherScores:
@@ -118,6 +131,11 @@ class ExampleTable(Sequence):
                  "judged_docs": list(ex.grades or ()), "judged_grades": list((ex.grades or {}).values())}
                 for ex in examples]
         return cls(pa.Table.from_pylist(rows, schema=_schema()))
+
+    @property
+    def table(self):
+        """The Arrow table (qid and the list columns)."""
+        return self._t
 
     def with_teacher(self, teacher: TeacherScores | None) -> ExampleTable:
         return ExampleTable(self._t, teacher)

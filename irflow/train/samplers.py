@@ -115,6 +115,33 @@ class Binning:
     constant: np.ndarray  # per query: eligible but all margins equal (one bin)
 
 
+def _py(x):
+    return x.as_py() if hasattr(x, "as_py") else x
+
+
+def _codes(values) -> tuple[list[str], np.ndarray]:
+    """(distinct values in order of first appearance, each value's index among them)."""
+    if hasattr(values, "dictionary_encode"):  # an Arrow array: its dictionary is in that order
+        enc = values.combine_chunks().dictionary_encode() if hasattr(values, "combine_chunks") \
+            else values.dictionary_encode()
+        return enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(q, len(index)) for q in values), dtype=np.int64, count=len(values))
+    return list(index), codes
+
+
+def _objects(values) -> np.ndarray:
+    """An object array of ``values``; from an Arrow array, one Python string per distinct value."""
+    if hasattr(values, "dictionary_encode"):
+        names, codes = _codes(values)
+        distinct = np.empty(len(names), dtype=object)
+        distinct[:] = names
+        return distinct[codes]
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
 class PairPool:
     """Teacher-scored triples grouped by query (pairs of a query are contiguous, input order kept).
 
@@ -168,17 +195,14 @@ class PairPool:
         bad = ~(np.isfinite(ps) & np.isfinite(ns) & np.isfinite(margins))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            q, p_, n_ = (_py(x[i]) for x in (qids, pos_ids, neg_ids))
             raise IrflowError(f"{int(bad.sum())} pair(s) with a non-finite teacher score or margin, first: "
-                              f"query {qids[i]!r} pos {pos_ids[i]!r} neg {neg_ids[i]!r} "
+                              f"query {q!r} pos {p_!r} neg {n_!r} "
                               f"({ps[i]!r}, {ns[i]!r})", where=where)
-        index: dict[str, int] = {}
-        codes = np.fromiter((index.setdefault(q, len(index)) for q in qids), dtype=np.int64, count=n)
+        names, codes = _codes(qids)
         order = np.argsort(codes, kind="stable")
-        pos = np.empty(n, dtype=object)
-        pos[:] = list(pos_ids)
-        neg = np.empty(n, dtype=object)
-        neg[:] = list(neg_ids)
-        return cls(list(index), pos[order], neg[order], ps[order], ns[order], codes[order], bins=bins)
+        pos, neg = _objects(pos_ids), _objects(neg_ids)
+        return cls(names, pos[order], neg[order], ps[order], ns[order], codes[order], bins=bins)
 
     def __len__(self) -> int:
         return len(self.pos_scores)
