@@ -84,6 +84,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--min-inference-ratio", type=float, default=1.5, help="(default %(default)s)")
     ap.add_argument("--min-training-ratio", type=float, default=1.3, help="(default %(default)s)")
+    ap.add_argument("--st-bf16", action="store_true",
+                    help="train sentence-transformers with bf16=True (its best CPU setting; use_cpu=True)")
+    ap.add_argument("--attention-dropout", type=float, default=None,
+                    help="irflow's attention_dropout training setting (default: the model's own, 0.1)")
+    ap.add_argument("--st-attention-dropout", type=float, default=None,
+                    help="the same setting applied to sentence-transformers' model (default: the model's own)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a ratio is below its minimum")
     ap.add_argument("--seed", type=int, default=42)
     return ap.parse_args(argv)
@@ -352,6 +358,8 @@ def bench_training(args, st, ir, docs, queries, qrels, dtype, prec) -> tuple[flo
     log(f"\n## training: {per_step} pairs per step ({args.batch_queries} queries x {args.group_size} docs), "
         f"{args.train_steps} steps per side per round in lock-step, {args.rounds} round(s) after a "
         f"{args.warmup_steps}-step warm-up; tokens per pair mean {statistics.mean(lens):.0f}, max {max(lens)}")
+    log(f"attention dropout: irflow {_p(args.attention_dropout)}, ST {_p(args.st_attention_dropout)}; "
+        f"ST {'bf16=True' if args.st_bf16 else 'fp32 (default)'}")
     log("sentence-transformers: CrossEncoderTrainer, CrossEncoderTrainingArguments defaults (fp32, "
         f"optim {CrossEncoderTrainingArguments(output_dir=tempfile.gettempdir()).optim}), "
         f"batch {per_step}, BinaryCrossEntropyLoss, no eval, no save")
@@ -373,7 +381,8 @@ def bench_training(args, st, ir, docs, queries, qrels, dtype, prec) -> tuple[flo
         data = Dataset.from_dict({c: v[: steps * per_step] for c, v in rows.items()})
         targs = CrossEncoderTrainingArguments(
             output_dir=str(tmp / f"st-{k}"), per_device_train_batch_size=per_step, max_steps=steps,
-            report_to="none", save_strategy="no", seed=args.seed, disable_tqdm=True)
+            report_to="none", save_strategy="no", seed=args.seed, disable_tqdm=True,
+            **({"bf16": True, "use_cpu": True} if args.st_bf16 else {}))
 
         class PassBaton(TrainerCallback):
             def on_step_end(self, a, s, c, **kw):
@@ -455,6 +464,10 @@ def bench_training(args, st, ir, docs, queries, qrels, dtype, prec) -> tuple[flo
     return ratio, ok
 
 
+def _p(x) -> str:
+    return "the model's (0.1)" if x is None else f"{x:g}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch = start_torch(args.threads)
@@ -464,7 +477,7 @@ def main(argv=None) -> int:
 
     from irflow.devices import resolve_dtype
     from irflow.models.crossencoder import CrossEncoder
-    from irflow.models.resolve import resolve
+    from irflow.models.resolve import resolve, set_attention_dropout
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -498,6 +511,10 @@ def main(argv=None) -> int:
         del st, ir
     if not args.skip_training:
         st, ir = load_pair()
+        if args.attention_dropout is not None:  # irflow's attention_dropout stage setting
+            set_attention_dropout(ir, args.attention_dropout)
+        if args.st_attention_dropout is not None:
+            set_attention_dropout(st[0].model, args.st_attention_dropout)
         results["training"], good = bench_training(args, st, ir, docs, queries, qrels, dtype, prec)
         ok = ok and good
     log("\n## summary")

@@ -150,6 +150,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="irflow's precision, resolved as the CLI does (default %(default)s)")
     ap.add_argument("--st-bf16", action="store_true",
                     help="sentence-transformers with bf16=True (autocast) instead of its fp32 default")
+    ap.add_argument("--attention-dropout", type=float, default=None,
+                    help="irflow's attention_dropout training setting (default: the model's own, 0.1)")
+    ap.add_argument("--st-attention-dropout", type=float, default=None,
+                    help="the same setting applied to sentence-transformers' model (default: the model's own)")
     ap.add_argument("--min-ratio", type=float, default=1.5, help="(default %(default)s)")
     ap.add_argument("--check", action="store_true", help="exit 1 when the ratio is below --min-ratio")
     ap.add_argument("--glibc-arenas", action="store_true",
@@ -227,6 +231,10 @@ def sequential_batch_sampler(dataset, batch_size, drop_last, valid_label_columns
                                valid_label_columns=valid_label_columns, generator=generator, seed=seed)
 
 
+def _p(x) -> str:
+    return "the model's (0.1)" if x is None else f"{x:g}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch = start_torch(args.threads, args.irds_home)
@@ -244,7 +252,7 @@ def main(argv=None) -> int:
 
     from irflow.devices import resolve_dtype
     from irflow.models.dense import DenseModel
-    from irflow.models.resolve import resolve
+    from irflow.models.resolve import resolve, set_attention_dropout
     from irflow.train.biencoder import BiEncoderTask, DenseConfig
     from irflow.train.loop import OptimConfig, train
     from irflow.train.samplers import make_sampler
@@ -268,9 +276,14 @@ def main(argv=None) -> int:
     st.max_seq_length = plen
     ir = DenseModel(path, pooling="mean", normalize=True, scale=1.0)
     ir.to("cpu").train()
+    if args.attention_dropout is not None:  # irflow's attention_dropout stage setting
+        set_attention_dropout(ir, args.attention_dropout)
+    if args.st_attention_dropout is not None:
+        set_attention_dropout(st[0].auto_model, args.st_attention_dropout)
     log(f"model {args.model} ({path}): ST modules {[type(m).__name__ for m in st]}; irflow "
         f"DenseModel(mean, normalize, scale 1); queries {qlen} / passages {plen} tokens; irflow precision "
-        f"{args.precision} -> {prec}; ST {'bf16=True' if args.st_bf16 else 'fp32 (default)'}")
+        f"{args.precision} -> {prec}; ST {'bf16=True' if args.st_bf16 else 'fp32 (default)'}; attention "
+        f"dropout irflow {_p(args.attention_dropout)}, ST {_p(args.st_attention_dropout)}")
 
     # ---- data: the same triples for both sides
     docs, queries, qrels = load_collection(args.dataset)

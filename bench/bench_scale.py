@@ -118,7 +118,7 @@ def experiment(size: str, model: str, args) -> dict:
         r = {"type": "rerank", "first_stage": "bm25", "depth": 20, "model": model, "max_length": 64}
         if args.train:
             st = {"batch_queries": 2, "group_size": 8, "lr": 1.0e-4, "max_steps": args.train_steps}
-            r.update(training={"first_stage": "bm25", "depth": 20, "min_grade": 2},
+            r.update(training={"first_stage": "bm25", "depth": args.train_depth, "min_grade": 2},
                      stages=[{"objective": "lce", **st},
                              {"objective": "kl", "teacher": "previous", "negatives_depth": args.score_depth, **st}])
         systems["rerank"] = r
@@ -362,6 +362,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-queries", choices=["10k", "100k"], default="10k")
     ap.add_argument("--train-steps", type=int, default=20)
     ap.add_argument("--score-depth", type=int, default=10, help="teacher-scored candidates per training query")
+    ap.add_argument("--train-depth", type=int, default=20, choices=range(1, 101), metavar="1..100",
+                    help="first-stage candidates per training query in the examples (the lce stage's pairs)")
     ap.add_argument("--queries", type=int, default=1000,
                     help="evaluation (test) queries, the same at every size (searches run over all queries)")
     ap.add_argument("--valid", type=int, default=100)

@@ -60,7 +60,7 @@ _SLOW_DESELECTED = pytest.StashKey[int]()
 #: collected first, longest first. `make test` has pytest-xdist hand out one test at a time
 #: (--maxschedchunk 1), so the long ones start first and the short ones fill the gaps, instead of
 #: one worker finishing alone on a long tail
-LONG_FIRST = ("test_dense_workflow", "test_msmarco", "test_real_collections", "test_slurm", "test_report",
+LONG_FIRST = ("test_dense_workflow", "test_bench_scale", "test_msmarco", "test_real_collections", "test_slurm", "test_report",
               "test_learning_dl20", "test_training", "test_workflow", "test_ddp", "test_search_shards",
               "test_encode", "test_housekeeping", "test_score", "test_concurrency")
 

@@ -174,3 +174,36 @@ def test_two_identical_trainings_at_once(tmp_path, env, training_inputs, tiny_be
     assert _log(a) == _log(b)
     wa, wb = _weights(a / "model"), _weights(b / "model")
     assert max(float(np.abs(wa[k] - wb[k]).max()) for k in wa) <= 1e-6
+
+
+def test_attention_dropout_is_a_stated_training_choice(tiny_bert, tmp_path):
+    """attention_dropout sets the attention modules' dropout (not the hidden states'): with hidden
+    dropout off and attention dropout 0, two training-mode forwards agree; at the model's 0.1 they
+    do not. It enters the key only when given (default keys unchanged)."""
+    import json
+    import shutil
+
+    import torch
+
+    from irflow.models.dense import DenseModel
+    from irflow.models.resolve import set_attention_dropout
+    from irflow.train.params import BiEncoderTrainParams, CrossEncoderTrainParams
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_bert, model_dir)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.1)
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    m = DenseModel(str(model_dir), "mean", True, None).train()
+    ids = torch.tensor([[1, 5, 7, 9, 11, 2], [1, 8, 6, 4, 2, 0]])
+    mask = (ids > 0).long()
+    torch.manual_seed(0)
+    assert not torch.equal(m.encode(ids, mask), m.encode(ids, mask))  # attention dropout draws masks
+    assert set_attention_dropout(m, 0.0) == cfg["num_hidden_layers"]
+    assert torch.equal(m.encode(ids, mask), m.encode(ids, mask))
+    M = "all-MiniLM-L6-v2"
+    for cls in (CrossEncoderTrainParams, BiEncoderTrainParams):
+        plain, zero = cls(model=M).key_params(), cls(model=M, attention_dropout=0).key_params()
+        assert "attention_dropout" not in plain and zero["attention_dropout"] == 0
+    with pytest.raises(Exception, match="attention_dropout"):
+        CrossEncoderTrainParams(model=M, attention_dropout=1.0)

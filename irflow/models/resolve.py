@@ -222,6 +222,26 @@ def load_error(model: str, e: Exception) -> IrflowError:
     return IrflowError(f"cannot load model {model!r}: {why}")
 
 
+def set_attention_dropout(model, p: float) -> int:
+    """Set the attention-probability dropout of every self-attention module in ``model`` to ``p``.
+
+    transformers' attention modules (BERT, MiniLM, DistilBERT, ...) hold that probability as their
+    ``dropout`` module and pass it to SDPA in training. PyTorch's fused CPU attention kernel takes no
+    dropout, so with p > 0 every training step runs the math kernel (scores materialised, a mask
+    drawn per head); p = 0 lets it run the fused one. Returns the number of modules changed.
+    """
+    import torch
+
+    n = 0
+    for m in model.modules():
+        if "attention" in type(m).__name__.lower() and isinstance(getattr(m, "dropout", None), torch.nn.Dropout):
+            m.dropout.p = float(p)
+            n += 1
+    if not n:
+        raise IrflowError(f"attention_dropout: no attention module with a dropout in {type(model).__name__}")
+    return n
+
+
 def load_tokenizer(model: str):
     from transformers import AutoTokenizer
 

@@ -35,6 +35,10 @@ class Optimisation(BaseModel):
     patience: int = Field(5, ge=1, description="Validations without improvement before stopping early.")
     checkpoint_every: int = Field(100, ge=1, json_schema_extra={"key": False},
                                   description="Checkpoint every N steps (resume after a kill; not part of the key).")
+    attention_dropout: float | None = Field(
+        None, ge=0, lt=1, description="Dropout on the attention probabilities in training (default: the model's "
+        "own, 0.1 for BERT-family models). 0 lets PyTorch run its fused attention kernel, which takes no dropout: "
+        "~40% faster steps on the CPU, with the hidden-state dropout kept. A training choice, so part of the key.")
     devices: int = Field(1, ge=1, json_schema_extra={"key": False},
                          description="Data-parallel processes (one device each) sharing the global batch: the "
                          "stage runs under torchrun --nproc-per-node N (not part of the key: the same global "
@@ -171,6 +175,8 @@ class CrossEncoderTrainParams(CrossEncoderStage, _Train):
              "validation_depth": self.validation_depth if self.validate_every else None}
         if self.separate_layers is not None:  # only when given, so the default's keys stay as they were
             k["separate_layers"] = self.separate_layers
+        if self.attention_dropout is not None:  # likewise
+            k["attention_dropout"] = self.attention_dropout
         return k
 
 
@@ -202,9 +208,11 @@ class _DenseTrain(DenseStage, _Train):
                            self.query_max_length, self.passage_max_length, self.cache_chunk)
 
     def key_params(self, ctx: KeyContext | None = None) -> dict:
-        return {"family": self.family, "model": self._model_key(), "dense": self.dense.key_params(),
-                "optim": self._optim_key(),
-                "validation_depth": self.validation_depth if self.validate_every else None}
+        k = {"family": self.family, "model": self._model_key(), "dense": self.dense.key_params(),
+             "optim": self._optim_key(), "validation_depth": self.validation_depth if self.validate_every else None}
+        if self.attention_dropout is not None:  # only when given, so the default's keys stay as they were
+            k["attention_dropout"] = self.attention_dropout
+        return k
 
 
 class BiEncoderTrainParams(_DenseTrain):

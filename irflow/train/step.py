@@ -55,6 +55,7 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     model = CrossEncoder(model_path(str(init)) if init else p.model, head=p.head, max_length=p.max_length,
                          separate_layers=p.separate_layers)
     model.to(device, weights_dtype(autocast_dtype))
+    _attention_dropout(model, p.attention_dropout)
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
     train_examples = load_examples(examples_dir, "train").with_teacher(load_teacher(teacher_dir))
@@ -75,6 +76,14 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     shutil.copy2(log_path, out / "train_log.jsonl")
     stats["train_queries"] = len(task.examples)
     return stats
+
+
+def _attention_dropout(model, p: float | None) -> None:
+    if p is not None:
+        from ..models.resolve import set_attention_dropout
+
+        n = set_attention_dropout(model, p)
+        log.info("attention dropout %g in %d attention modules", p, n)
 
 
 def _save_fp32(model, out: Path, card: dict) -> None:
@@ -135,6 +144,7 @@ def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None,
     else:
         model = DenseModel(source, p.pooling, p.normalize, p.scale)
     model.to(device, weights_dtype(autocast_dtype)).train()
+    _attention_dropout(model, p.attention_dropout)
     teacher_model = (ColBERT.from_pretrained(model_path(colbert)).to(device, weights_dtype(autocast_dtype))
                      if colbert else None)
     qids, qtexts = load_texts(queries_dir)
