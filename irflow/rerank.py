@@ -34,19 +34,26 @@ class DocTexts(Mapping):
 
     #: corpus rows per ``is_in`` call of the scan
     SCAN_ROWS = 1 << 20
+    #: text bytes gathered between two releases of the mapped pages
+    RELEASE_BYTES = 64 << 20
 
     def __init__(self, prepared: Path, ids=None):
+        import numpy as np
+
         from .data import arrow
 
-        table = arrow.open_table(Path(prepared) / arrow.TEXTS)
-        self._ids = table.column("id")
-        self._text = table.column("text")
+        self._map = arrow.MappedTable(Path(prepared) / arrow.TEXTS)
+        self._ids = self._map.table.column("id")
+        self._text = self._map.table.column("text")
+        self._starts = np.cumsum([0] + [len(c) for c in self._text.chunks])
+        self._lookups = 0
         self._keys, self._rows = self._index(None if ids is None else self._wanted(ids))
 
     def subset(self, ids) -> "DocTexts":
         """The same corpus, indexed for ``ids`` only (one scan; shares the mapped table)."""
         new = object.__new__(DocTexts)
-        new._ids, new._text = self._ids, self._text
+        new._map, new._ids, new._text, new._starts = self._map, self._ids, self._text, self._starts
+        new._lookups = 0
         new._keys, new._rows = self._index(self._wanted(ids))
         return new
 
@@ -86,6 +93,7 @@ class DocTexts(Mapping):
                 offset += len(chunk)
             keys = pa.chunked_array(keys, type=self._ids.type)
             rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        self._map.release()  # the id column's pages, touched by the scan
         order = pc.sort_indices(keys).to_numpy()
         return keys.take(pa.array(order)).combine_chunks(), rows[order]
 
@@ -105,6 +113,9 @@ class DocTexts(Mapping):
         i = self._find(doc_id) if isinstance(doc_id, str) else -1
         if i < 0:
             raise IrflowError(f"document {doc_id!r} is not in the corpus")
+        self._lookups += 1
+        if self._lookups % 4096 == 0:  # a long training run reads the texts of its whole pool in time
+            self._map.release()
         return self._text[int(self._rows[i])].as_py()
 
     def texts(self, doc_ids) -> list[str]:
@@ -117,8 +128,32 @@ class DocTexts(Mapping):
         if pos.null_count:
             missing = ids.filter(pc.is_null(pos))[0].as_py()
             raise IrflowError(f"document {missing!r} is not in the corpus")
-        rows = self._rows[pos.to_numpy(zero_copy_only=False)]
-        return self._text.take(pa.array(rows, type=pa.int64())).to_pylist()
+        return self._gather(self._rows[pos.to_numpy(zero_copy_only=False)])
+
+    def _gather(self, rows) -> list[str]:
+        """Texts of corpus ``rows``, in order: chunk by chunk in file order (a take on the chunked
+        column would first concatenate every chunk: a copy of the corpus), releasing the mapped
+        pages every ``RELEASE_BYTES`` so that the process holds a slice of the file, not all of it."""
+        import numpy as np
+        import pyarrow as pa
+
+        out: list = [None] * len(rows)
+        order = np.argsort(rows, kind="stable")
+        chunk = np.searchsorted(self._starts, rows[order], side="right") - 1
+        bounds = np.flatnonzero(np.diff(chunk)) + 1
+        read = 0
+        for sel in np.split(np.arange(len(order)), bounds) if len(order) else []:
+            c = int(chunk[sel[0]])
+            part = self._text.chunks[c]
+            for i, text in zip(order[sel].tolist(),
+                               part.take(pa.array(rows[order[sel]] - self._starts[c])).to_pylist()):
+                out[i] = text
+            read += part.nbytes
+            if read >= self.RELEASE_BYTES:
+                self._map.release()
+                read = 0
+        self._map.release()
+        return out
 
     def __contains__(self, doc_id) -> bool:
         return isinstance(doc_id, str) and self._find(doc_id) >= 0

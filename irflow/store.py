@@ -125,6 +125,19 @@ def library_versions() -> dict[str, str]:
 # ------------------------------------------------------------------------- reading inside an artifact
 
 
+
+def _resources_used() -> dict:
+    """This process's CPU time so far (user + system, its finished children included) and its
+    peak RSS (the kernel's high-water mark, with the largest child's): exact, where a sampling
+    monitor (Snakemake's ``benchmark:``, sampling every 30 s after 15 s) misses the tail of a
+    job and brief peaks."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return {"cpu_s": round(me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, 3),
+            "peak_rss_mb": round(max(me.ru_maxrss, kids.ru_maxrss) * scale / 2**20, 1)}
+
 class _Bad(Exception):
     """One problem with one path of an artifact; ``kind`` is what verify reports."""
 
@@ -571,6 +584,7 @@ class Artifact:
             "device": self.device,
             "stats": self.stats,
             "wall_time_s": round(time.perf_counter() - self._t0, 3),
+            "resources": _resources_used(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": sys.argv,
             "versions": library_versions(),

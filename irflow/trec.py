@@ -260,13 +260,14 @@ def read_run(path: str | os.PathLike, *, repair_duplicates: bool = True) -> tupl
                 docs[doc] = score
         else:
             docs[doc] = score
-            first_line[(qid, doc)] = n
+            if not repair_duplicates:  # only a rejection names it: a dict over every entry costs ~200 B each
+                first_line[(qid, doc)] = n
     if stats.lines == 0:
         raise IrflowError("empty run file", where=where)
     if stats.duplicates:
         _warn(stats.warnings, f"{where}: {stats.duplicates} duplicate doc ids repaired "
                               "(kept the highest score of each)")
-    run: Run = {qid: sorted(docs.items(), key=_rank_key) for qid, docs in scores.items()}
+    run: Run = {qid: sorted(scores.pop(qid).items(), key=_rank_key) for qid in list(scores)}  # one copy at a time
     stats.queries = len(run)
     stats.entries = sum(len(d) for d in run.values())
     return run, stats

@@ -68,6 +68,7 @@ def test_doc_texts_index_only_the_ids_asked_for_by_scanning_the_corpus(tmp_path,
     with pa.OSFile(str(tmp_path / arrow.TEXTS), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
         w.write_table(table)
     monkeypatch.setattr(DocTexts, "SCAN_ROWS", 7)  # many slices per chunk
+    monkeypatch.setattr(DocTexts, "RELEASE_BYTES", 1)  # pages released after every chunk gathered
     full = DocTexts(tmp_path)
     assert len(full) == 1000 and full["d999"] == "text 999"
     want = ["d998", "d3", "d301", "d3", "d650"]
