@@ -72,7 +72,6 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     ``max_tokens``/``max_batch`` bound one padded batch (None: the Encoder's defaults for ``device``); they change
     speed and memory, never the vectors beyond float rounding.
     """
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import pyarrow as pa
 
@@ -82,12 +81,10 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     if not tokens_path.is_file():
         raise IrflowError("prepared input has no tokens.arrow (prepare it with --tokenizer)", where=prepared)
     ids_col = arrow.open_table(prepared / arrow.TEXTS).column("id")
-    tok = arrow.open_table(tokens_path).column("input_ids")  # memory-mapped, chunked: nothing copied yet
+    tok_map = arrow.MappedTable(tokens_path)  # memory-mapped, chunked: nothing copied yet
+    tok = tok_map.table.column("input_ids")
     start, stop = shard_range(len(tok), p.shard, p.num_shards)
-    part = tok.slice(start, stop - start).combine_chunks()  # only this shard's rows are materialised
-    offsets = part.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
-    values = part.values.to_numpy(zero_copy_only=False)
-    lengths = np.diff(offsets)
+    n = stop - start
     max_tokens = max_tokens or default_max_tokens(device)
     max_batch = max_batch or DEFAULT_MAX_BATCH
 
@@ -101,24 +98,32 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     pinned = f"{path}@{kw['revision']}" if kw else path  # search loads exactly what was encoded with
     enc = Encoder(EncoderSpec(pinned, p.pooling, p.normalize), device=device, autocast_dtype=autocast_dtype)
     dim = enc.model.config.hidden_size
-    bar = progress_bar(len(lengths), f"encode shard {p.shard}/{p.num_shards}", "psg", disable=not progress)
-    n_batches = 0
+    bar = progress_bar(n, f"encode shard {p.shard}/{p.num_shards}", "psg", disable=not progress)
+    n_batches = n_tokens = 0
     # Ordinary buffered writes, chunk by chunk in row order: a full disk is an OSError (ENOSPC) that the
-    # store reports, where a write through a memory map would kill the process with SIGBUS.
+    # store reports, where a write through a memory map would kill the process with SIGBUS. Only one
+    # chunk's token rows are materialised, and the mapped pages are released after each, so memory is
+    # a chunk's, whatever the shard's or the corpus's size.
     chunk = max(CHUNK_ROWS, max_batch)
-    buf = np.empty((min(chunk, len(lengths)), dim), dtype=np.float16)
+    buf = np.empty((min(chunk, n), dim), dtype=np.float16)
     with open(out / "emb.npy", "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
-                                                 "fortran_order": False, "shape": (len(lengths), dim)})
-        for s in range(0, len(lengths), chunk):
-            e = min(s + chunk, len(lengths))
+                                                 "fortran_order": False, "shape": (n, dim)})
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            part = tok.slice(start + s, e - s).combine_chunks()
+            offsets = part.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+            lengths = np.diff(offsets)
             view = buf[: e - s]
-            # zero-copy views into the memory-mapped token column, one per row
-            seqs = _RowViews(values, offsets[s : e + 1])
-            n_batches += sum(1 for _ in length_batches(lengths[s:e], max_tokens, max_batch))
+            # zero-copy views into the token values, one per row
+            seqs = _RowViews(part.values.to_numpy(zero_copy_only=False), offsets)
+            n_batches += sum(1 for _ in length_batches(lengths, max_tokens, max_batch))
+            n_tokens += int(lengths.sum())
             enc.encode_ids(seqs, max_tokens=max_tokens, max_batch=max_batch, out=view, progress=bar.update,
-                           lengths=lengths[s:e])
+                           lengths=lengths)
             f.write(memoryview(view).cast("B"))
+            del part, seqs
+            tok_map.release()
         f.flush()
         _fsync(f)
     bar.close()
@@ -126,9 +131,9 @@ def encode_shard(p: EncodeParams, prepared: Path, out: Path, *, device: str, aut
     encoder = {"model": pinned, "pooling": p.pooling, "normalize": p.normalize,
                "model_identity": identity(pinned), "tokenizer_sha256": tokenizer_digest(tokenizer)}
     (out / "encoder.json").write_text(json.dumps(encoder, sort_keys=True) + "\n")
-    return {"rows": int(len(lengths)), "dim": int(dim), "range": [int(start), int(stop)],
-            "tokens": int(lengths.sum()), "batches": n_batches,
-            "weights": str(enc.weight_dtype or "torch.float32").removeprefix("torch."), "mean_length": float(pc.mean(pa.array(lengths)).as_py() or 0)}
+    return {"rows": int(n), "dim": int(dim), "range": [int(start), int(stop)], "tokens": n_tokens,
+            "batches": n_batches, "weights": str(enc.weight_dtype or "torch.float32").removeprefix("torch."),
+            "mean_length": n_tokens / n if n else 0.0}
 
 
 #: Rows encoded (length-sorted within) and written per chunk: bounds memory whatever the corpus size
