@@ -360,7 +360,8 @@ def bench_training(args, st, ir, docs, queries, qrels, dtype, prec) -> tuple[flo
         f"{args.warmup_steps}-step warm-up; tokens per pair mean {statistics.mean(lens):.0f}, max {max(lens)}")
     log(f"attention dropout: irflow {_p(args.attention_dropout)}, ST {_p(args.st_attention_dropout)}; "
         f"ST {'bf16=True' if args.st_bf16 else 'fp32 (default)'}")
-    log("sentence-transformers: CrossEncoderTrainer, CrossEncoderTrainingArguments defaults (fp32, "
+    log("sentence-transformers: CrossEncoderTrainer, CrossEncoderTrainingArguments defaults ("
+        f"{'bf16=True' if args.st_bf16 else 'fp32'}, "
         f"optim {CrossEncoderTrainingArguments(output_dir=tempfile.gettempdir()).optim}), "
         f"batch {per_step}, BinaryCrossEntropyLoss, no eval, no save")
     log(f"irflow: train.loop.train + CrossEncoderTask(lce), autocast {prec}, AdamW, clip 10, final checkpoint")
