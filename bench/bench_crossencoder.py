@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_load, header, log, start_torch  # noqa: E402,F401  (log, cpu_load: used by bench_dense_train too)
+from common import add_attention_dropout_args, cpu_load, dropout_label, header, log, start_torch  # noqa: E402,F401  (log, cpu_load: used by bench_dense_train too)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -86,10 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--min-training-ratio", type=float, default=1.3, help="(default %(default)s)")
     ap.add_argument("--st-bf16", action="store_true",
                     help="train sentence-transformers with bf16=True (its best CPU setting; use_cpu=True)")
-    ap.add_argument("--attention-dropout", type=float, default=None,
-                    help="irflow's attention_dropout training setting (default: the model's own, 0.1)")
-    ap.add_argument("--st-attention-dropout", type=float, default=None,
-                    help="the same setting applied to sentence-transformers' model (default: the model's own)")
+    add_attention_dropout_args(ap)
     ap.add_argument("--check", action="store_true", help="exit 1 when a ratio is below its minimum")
     ap.add_argument("--seed", type=int, default=42)
     return ap.parse_args(argv)
@@ -358,7 +355,7 @@ def bench_training(args, st, ir, docs, queries, qrels, dtype, prec) -> tuple[flo
     log(f"\n## training: {per_step} pairs per step ({args.batch_queries} queries x {args.group_size} docs), "
         f"{args.train_steps} steps per side per round in lock-step, {args.rounds} round(s) after a "
         f"{args.warmup_steps}-step warm-up; tokens per pair mean {statistics.mean(lens):.0f}, max {max(lens)}")
-    log(f"attention dropout: irflow {_p(args.attention_dropout)}, ST {_p(args.st_attention_dropout)}; "
+    log(f"attention dropout: irflow {dropout_label(args.attention_dropout)}, ST {dropout_label(args.st_attention_dropout)}; "
         f"ST {'bf16=True' if args.st_bf16 else 'fp32 (default)'}")
     log("sentence-transformers: CrossEncoderTrainer, CrossEncoderTrainingArguments defaults ("
         f"{'bf16=True' if args.st_bf16 else 'fp32'}, "
@@ -463,10 +460,6 @@ def bench_training(args, st, ir, docs, queries, qrels, dtype, prec) -> tuple[flo
     ok = ratio >= args.min_training_ratio
     log(f"training check (ratio >= {args.min_training_ratio}): {'PASS' if ok else 'FAIL'}")
     return ratio, ok
-
-
-def _p(x) -> str:
-    return "the model's (0.1)" if x is None else f"{x:g}"
 
 
 def main(argv=None) -> int:

@@ -120,7 +120,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the lock-step machinery of the cross-encoder benchmark: same timing method, same code
 from bench_crossencoder import Baton, Side, TurnTakingTask  # noqa: E402
-from common import cpu_load, header, log, start_torch  # noqa: E402
+from common import add_attention_dropout_args, cpu_load, dropout_label, header, log, start_torch  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -150,10 +150,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="irflow's precision, resolved as the CLI does (default %(default)s)")
     ap.add_argument("--st-bf16", action="store_true",
                     help="sentence-transformers with bf16=True (autocast) instead of its fp32 default")
-    ap.add_argument("--attention-dropout", type=float, default=None,
-                    help="irflow's attention_dropout training setting (default: the model's own, 0.1)")
-    ap.add_argument("--st-attention-dropout", type=float, default=None,
-                    help="the same setting applied to sentence-transformers' model (default: the model's own)")
+    add_attention_dropout_args(ap)
     ap.add_argument("--min-ratio", type=float, default=1.5, help="(default %(default)s)")
     ap.add_argument("--check", action="store_true", help="exit 1 when the ratio is below --min-ratio")
     ap.add_argument("--glibc-arenas", action="store_true",
@@ -231,10 +228,6 @@ def sequential_batch_sampler(dataset, batch_size, drop_last, valid_label_columns
                                valid_label_columns=valid_label_columns, generator=generator, seed=seed)
 
 
-def _p(x) -> str:
-    return "the model's (0.1)" if x is None else f"{x:g}"
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch = start_torch(args.threads, args.irds_home)
@@ -283,7 +276,7 @@ def main(argv=None) -> int:
     log(f"model {args.model} ({path}): ST modules {[type(m).__name__ for m in st]}; irflow "
         f"DenseModel(mean, normalize, scale 1); queries {qlen} / passages {plen} tokens; irflow precision "
         f"{args.precision} -> {prec}; ST {'bf16=True' if args.st_bf16 else 'fp32 (default)'}; attention "
-        f"dropout irflow {_p(args.attention_dropout)}, ST {_p(args.st_attention_dropout)}")
+        f"dropout irflow {dropout_label(args.attention_dropout)}, ST {dropout_label(args.st_attention_dropout)}")
 
     # ---- data: the same triples for both sides
     docs, queries, qrels = load_collection(args.dataset)

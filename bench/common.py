@@ -45,3 +45,16 @@ def header(name: str, threads: int, fair: str) -> float:
         log(f"WARNING: load average {load:.1f} > {threads} threads: other processes compete for the "
             f"cores; timings will be noisy ({fair} keeps the ratio fair, not the absolute numbers)")
     return load
+
+
+def add_attention_dropout_args(ap) -> None:
+    """The training benchmarks' attention-dropout options: irflow's stage setting, and the same
+    applied to sentence-transformers' model for a like-for-like comparison."""
+    ap.add_argument("--attention-dropout", type=float, default=None,
+                    help="irflow's attention_dropout training setting (default: the model's own, 0.1)")
+    ap.add_argument("--st-attention-dropout", type=float, default=None,
+                    help="the same setting applied to sentence-transformers' model (default: the model's own)")
+
+
+def dropout_label(x) -> str:
+    return "the model's (0.1)" if x is None else f"{x:g}"
