@@ -195,9 +195,9 @@ def rerank(model: str, run_dir: Path, queries_dir: Path, docs_dir: Path, out: Pa
     from .search import RUN
     from .trec import read_run, write_run
 
-    run, stats = read_run(Path(run_dir) / RUN)
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
+    run, stats = read_run(Path(run_dir) / RUN, queries=queries)  # the queries re-ranked, not the whole run
     ce = CrossEncoder(model_path(model), max_length=max_length).to(device)
     pairs = [(q, d) for q in run if q in queries for d, _ in run[q][:depth]]
     docs = DocTexts(docs_dir, ids=(d for _, d in pairs))  # the candidates only, not the corpus

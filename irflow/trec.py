@@ -218,7 +218,8 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
         yield n, text.split()
 
 
-def read_run(path: str | os.PathLike, *, repair_duplicates: bool = True) -> tuple[Run, RunStats]:
+def read_run(path: str | os.PathLike, *, repair_duplicates: bool = True,
+             queries=None) -> tuple[Run, RunStats]:
     """Read and validate a TREC run file.
 
     Each non-blank line must have 6 whitespace-separated columns ``qid Q0 docid rank score tag``
@@ -226,7 +227,9 @@ def read_run(path: str | os.PathLike, *, repair_duplicates: bool = True) -> tupl
     keeping the highest-scored copy (counted in :attr:`RunStats.duplicates`, with a warning) or,
     with ``repair_duplicates=False``, rejected naming the duplicate's line. Returns per-query lists
     sorted by ``(-score, doc_id)``; the rank column is validated but otherwise ignored, as
-    trec_eval does.
+    trec_eval does. ``queries`` (a set of qids), if given, keeps only those queries' lines (every
+    line is still checked for its 6 columns): a re-ranker of 1,000 test queries need not hold a
+    first-stage run of 100,000 training queries as well.
     """
     path = Path(path)
     where = str(path)
@@ -239,6 +242,8 @@ def read_run(path: str | os.PathLike, *, repair_duplicates: bool = True) -> tupl
             raise IrflowError(f"expected 6 columns 'qid Q0 docid rank score tag', found {len(cols)}",
                               where=where, line=n)
         qid, _q0, doc, rank, score_text, _tag = cols
+        if queries is not None and qid not in queries:
+            continue
         try:
             int(rank)
         except ValueError:

@@ -285,3 +285,14 @@ def test_read_qrels_empty_missing_and_binary(tmp_path):
     with pytest.raises(IrflowError, match="not valid UTF-8") as ei:
         read_qrels(b)
     assert ei.value.line == 1
+
+
+def test_read_run_keeps_only_the_queries_asked_for(tmp_path):
+    f = tmp_path / "run.trec"
+    f.write_text("q1 Q0 a 1 2.0 t\nq2 Q0 b 1 3.0 t\nq1 Q0 c 2 1.0 t\nq3 Q0 a 1 1.0 t\n")
+    whole, _ = read_run(f)
+    some, stats = read_run(f, queries={"q1", "q3"})
+    assert some == {q: whole[q] for q in ("q1", "q3")} and stats.lines == 4
+    f.write_text("q1 Q0 a 1 2.0 t\nq2 Q0 b 1\n")  # a malformed line of another query still fails
+    with pytest.raises(IrflowError, match="expected 6 columns"):
+        read_run(f, queries={"q1"})

@@ -63,7 +63,7 @@ class CrossEncoderTask:
         if not usable.any():
             raise IrflowError(f"no training query has what objective {cfg.objective!r} needs "
                               "(a positive and negatives, or teacher scores)")
-        self.examples = examples.select(np.flatnonzero(usable))
+        self.examples = examples if usable.all() else examples.select(np.flatnonzero(usable))  # no copy if all
         kwargs = {"temperature": cfg.temperature} if cfg.objective in ("lce", "kl") else {}
         self.loss_fn = make_loss(cfg.objective, **kwargs)
 
