@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--skip-inference", action="store_true")
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--min-inference-ratio", type=float, default=1.5, help="(default %(default)s)")
-    ap.add_argument("--min-training-ratio", type=float, default=1.3, help="(default %(default)s)")
+    ap.add_argument("--min-training-ratio", type=float, default=1.5, help="(default %(default)s)")
     ap.add_argument("--st-bf16", action="store_true",
                     help="train sentence-transformers with bf16=True (its best CPU setting; use_cpu=True)")
     add_attention_dropout_args(ap)
@@ -472,6 +472,7 @@ def main(argv=None) -> int:
     from irflow.devices import resolve_dtype
     from irflow.models.crossencoder import CrossEncoder
     from irflow.models.resolve import resolve, set_attention_dropout
+    from irflow.train.step import prepare_model
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -505,8 +506,7 @@ def main(argv=None) -> int:
         del st, ir
     if not args.skip_training:
         st, ir = load_pair()
-        if args.attention_dropout is not None:  # irflow's attention_dropout stage setting
-            set_attention_dropout(ir, args.attention_dropout)
+        prepare_model(ir, args.attention_dropout)  # what `irflow train` does to its student
         if args.st_attention_dropout is not None:
             set_attention_dropout(st[0].model, args.st_attention_dropout)
         results["training"], good = bench_training(args, st, ir, docs, queries, qrels, dtype, prec)

@@ -246,6 +246,7 @@ def main(argv=None) -> int:
     from irflow.devices import resolve_dtype
     from irflow.models.dense import DenseModel
     from irflow.models.resolve import resolve, set_attention_dropout
+    from irflow.train.step import prepare_model
     from irflow.train.biencoder import BiEncoderTask, DenseConfig
     from irflow.train.loop import OptimConfig, train
     from irflow.train.samplers import make_sampler
@@ -269,8 +270,7 @@ def main(argv=None) -> int:
     st.max_seq_length = plen
     ir = DenseModel(path, pooling="mean", normalize=True, scale=1.0)
     ir.to("cpu").train()
-    if args.attention_dropout is not None:  # irflow's attention_dropout stage setting
-        set_attention_dropout(ir, args.attention_dropout)
+    prepare_model(ir, args.attention_dropout)  # what `irflow train` does to its student
     if args.st_attention_dropout is not None:
         set_attention_dropout(st[0].auto_model, args.st_attention_dropout)
     log(f"model {args.model} ({path}): ST modules {[type(m).__name__ for m in st]}; irflow "

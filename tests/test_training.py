@@ -207,3 +207,89 @@ def test_attention_dropout_is_a_stated_training_choice(tiny_bert, tmp_path):
         assert "attention_dropout" not in plain and zero["attention_dropout"] == 0
     with pytest.raises(Exception, match="attention_dropout"):
         CrossEncoderTrainParams(model=M, attention_dropout=1.0)
+
+
+def test_cpu_training_attention_runs_float32_with_the_stock_function(tiny_bert, monkeypatch):
+    """prepare_model switches the student to irflow's training attention: under bf16 autocast with
+    gradients the fused kernel sees float32 inputs (its bf16 backward is 2.5x slower on a CPU);
+    without gradients it keeps bf16. Outputs and gradients equal the stock kernel's in float32 to
+    1e-5 and stay within bf16 rounding of them under autocast."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from irflow.models.attention import NAME
+    from irflow.models.dense import DenseModel
+    from irflow.train.step import prepare_model
+
+    torch.manual_seed(0)
+    stock = DenseModel(str(tiny_bert), "mean", False, None)
+    ours = copy.deepcopy(stock)
+    prepare_model(ours, 0.0)
+    prepare_model(stock, 0.0)
+    stock.backbone.set_attn_implementation("sdpa")
+    assert ours.backbone.config._attn_implementation == NAME
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, *a, **kw):
+        seen.append(q.dtype)
+        return real(q, *a, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    ids = torch.tensor([[1, 5, 7, 9, 11, 2], [1, 8, 6, 4, 2, 0]])
+    mask = (ids > 0).long()
+
+    def run(m, autocast: bool):
+        m.eval()  # no dropout: the two models must see the same computation
+        m.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            v = m.encode(ids, mask)
+        v.pow(2).sum().backward()
+        return v.detach(), {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}
+
+    for autocast, tol in ((False, 1e-5), (True, 5e-2)):
+        seen.clear()
+        (va, ga), (vb, gb) = run(ours, autocast), run(stock, autocast)
+        assert seen[:2] == [torch.float32] * 2  # ours: float32 whatever the autocast
+        assert seen[2:] == [torch.bfloat16 if autocast else torch.float32] * 2  # stock
+        assert torch.allclose(va, vb, atol=tol, rtol=tol)
+        # all gradients as one vector (a key bias's true gradient is 0: per tensor it is only noise)
+        flat_a, flat_b = (torch.cat([g[k].flatten() for k in sorted(gb)]) for g in (ga, gb))
+        assert float((flat_a - flat_b).norm() / flat_b.norm()) <= tol
+    seen.clear()
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        ours.encode(ids, mask)
+    assert seen == [torch.bfloat16] * 2  # no gradients: the stock low-precision kernel
+
+
+def test_fast_dropout_draws_the_same_bernoulli_mask_distribution(tiny_bert):
+    """FastDropout keeps each element with probability 1 - p (binomial test at 5 sigma), scales the
+    kept ones by exactly 1 / (1 - p), is the identity in eval mode, passes gradients through the
+    same mask, and prepare_model installs it in every dropout of the student."""
+    import math
+
+    import torch
+
+    from irflow.models.dense import DenseModel
+    from irflow.models.dropout import FastDropout
+    from irflow.train.step import prepare_model
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 100, 50, requires_grad=True)
+    for p in (0.1, 0.5):
+        d = FastDropout(p).train()
+        y = d(x)
+        kept = y != 0
+        n, k = kept.numel(), int(kept.sum())
+        assert abs(k - n * (1 - p)) <= 5 * math.sqrt(n * p * (1 - p))
+        assert torch.allclose(y[kept], x[kept] / (1 - p))
+        y.sum().backward()
+        assert torch.equal(x.grad != 0, kept) and torch.allclose(x.grad[kept], torch.full((k,), 1 / (1 - p)))
+        x.grad = None
+        assert torch.equal(d.eval()(x), x)
+    m = DenseModel(str(tiny_bert), "mean", True, None)
+    prepare_model(m, None)
+    drops = [type(mod) for mod in m.modules() if isinstance(mod, torch.nn.Dropout)]
+    assert drops and set(drops) == {FastDropout}

@@ -55,7 +55,7 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     model = CrossEncoder(model_path(str(init)) if init else p.model, head=p.head, max_length=p.max_length,
                          separate_layers=p.separate_layers)
     model.to(device, weights_dtype(autocast_dtype))
-    _attention_dropout(model, p.attention_dropout)
+    prepare_model(model, p.attention_dropout)
     qids, qtexts = load_texts(queries_dir)
     queries = dict(zip(qids, qtexts))
     train_examples = load_examples(examples_dir, "train").with_teacher(load_teacher(teacher_dir))
@@ -78,12 +78,21 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     return stats
 
 
-def _attention_dropout(model, p: float | None) -> None:
-    if p is not None:
+def prepare_model(model, attention_dropout: float | None) -> None:
+    """What every training family does to its student before the loop: the stage's attention
+    dropout (when set), the float32 attention kernel for CPU training (:mod:`irflow.models.attention`)
+    and dropout masks drawn with ``torch.rand`` (:mod:`irflow.models.dropout`). The last two change
+    speed, not the function the model computes."""
+    from ..models.attention import use_training_attention
+    from ..models.dropout import use_fast_dropout
+
+    if attention_dropout is not None:
         from ..models.resolve import set_attention_dropout
 
-        n = set_attention_dropout(model, p)
-        log.info("attention dropout %g in %d attention modules", p, n)
+        n = set_attention_dropout(model, attention_dropout)
+        log.info("attention dropout %g in %d attention modules", attention_dropout, n)
+    use_training_attention(model)
+    use_fast_dropout(model)
 
 
 def _save_fp32(model, out: Path, card: dict) -> None:
@@ -144,7 +153,7 @@ def train_dense(p: BiEncoderTrainParams | ColbertTrainParams, init: Path | None,
     else:
         model = DenseModel(source, p.pooling, p.normalize, p.scale)
     model.to(device, weights_dtype(autocast_dtype)).train()
-    _attention_dropout(model, p.attention_dropout)
+    prepare_model(model, p.attention_dropout)
     teacher_model = (ColBERT.from_pretrained(model_path(colbert)).to(device, weights_dtype(autocast_dtype))
                      if colbert else None)
     qids, qtexts = load_texts(queries_dir)
