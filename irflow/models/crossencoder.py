@@ -18,7 +18,8 @@ With the ``cosine`` head the lower ``separate_layers`` transformer layers attend
 segment only (query to query, document to document; positions restart at the document, token
 types zero), the upper layers jointly — DeFormer / PreTTR-style late interaction. With all layers
 separate the query's states are exactly the bi-encoder's, but the document's are not: its segment
-has no [CLS] of its own (the one difference left), and every document state differs (real DL20 pair: cosine
+has no [CLS] of its own (the one difference left: a script that inserts one makes the all-separate
+re-ranker equal the bi-encoder, README's msmarco-dl20 findings), and every document state differs (real DL20 pair: cosine
 0.30 here vs the bi-encoder's 0.58; nDCG@10 0.41 vs 0.61 on the DL20 slice of the tests), so
 the score is only near the bi-encoder's; with none it is a plain joint encoding, whose
 segment means are mixed by cross-attention and rank worse than the bi-encoder before training
