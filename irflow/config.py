@@ -185,6 +185,7 @@ class RerankSystem(_Strict):
     model: str = "all-MiniLM-L6-v2"
     head: Literal["cosine", "mean", "seqcls"] | None = field_of(CrossEncoderTrainParams, "head")
     separate_layers: int | None = field_of(CrossEncoderTrainParams, "separate_layers")
+    document_cls: bool | None = field_of(CrossEncoderTrainParams, "document_cls")
     max_length: int = field_of(RerankParams, "max_length")
     precision: Precision | None = None  # default: the config's top-level precision
     training: Training | None = None

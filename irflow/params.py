@@ -151,7 +151,8 @@ class StepParams(BaseModel):
                 kw["default"] = None if required else default
             choices = _literal(base)
             # an explicit type: click would otherwise guess from the default (0.5 -> FLOAT, so "40" -> 40.0)
-            kw["type"] = click.Choice(choices) if choices else {int: click.INT, float: click.FLOAT}.get(base, click.STRING)
+            kw["type"] = click.Choice(choices) if choices else {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(
+                base, click.STRING)
             kw["show_default"] = not required and default is not None
             fn = click.option(opt, name, required=required and not multiple, **kw)(fn)
         for inp in reversed(cls.inputs):

@@ -161,7 +161,8 @@ def _train_stage(plan: Plan, s: RerankSystem, st: Stage, prev: Node | None, exam
         inputs["teacher"] = _score(plan, models, st.negatives_depth, s.max_length, precision,
                                    {"examples": examples, "queries": queries, "docs": docs})
     p = CrossEncoderTrainParams(model=None if prev else s.model, head=s.head, max_length=s.max_length,
-                                separate_layers=None if prev else s.separate_layers, precision=precision,
+                                separate_layers=None if prev else s.separate_layers,
+                                document_cls=None if prev else s.document_cls, precision=precision,
                                 **st.model_dump(exclude={"teacher"}))
     return plan.add(p, inputs, gpu=True)
 

@@ -86,3 +86,37 @@ def test_separate_lower_layers_see_each_segment_alone(tiny_bert):
             assert torch.allclose(joint[i][mask], h, atol=1e-5)
     with pytest.raises(Exception, match="separate_layers"):
         CrossEncoder(str(tiny_bert), separate_layers=3)
+
+
+def test_document_cls_makes_the_all_separate_reranker_the_bi_encoder(tiny_bert, tmp_path):
+    """With ``document_cls`` and every layer segment-separate, the document segment is encoded as
+    the bi-encoder encodes it alone ([CLS] d [SEP], positions from 0), so the untrained re-ranker's
+    cosine is the mean-pooled bi-encoder's cosine (to 1e-5), for pairs of different lengths in one
+    padded batch. The choice is saved with the model, keyed only when given, and refused without
+    separate layers."""
+    from irflow.models.dense import DenseModel
+    from irflow.train.params import CrossEncoderTrainParams
+
+    m = CrossEncoder(str(tiny_bert), max_length=64, separate_layers=2, document_cls=True).eval()
+    bi = DenseModel(str(tiny_bert), "mean", True, None).eval()
+    queries = ["alpha beta gamma", "delta", "epsilon zeta"]
+    docs = ["beta epsilon zeta eta theta", "delta delta", "gamma"]
+    with torch.no_grad():
+        got = m(**m.tokenize(queries, docs))
+        q, d = bi.tokenize(queries, 64), bi.tokenize(docs, 64)
+        cos = (bi.encode(q["input_ids"], q["attention_mask"]) * bi.encode(d["input_ids"], d["attention_mask"])).sum(-1)
+    w, b = float(m.head.weight.detach()), float(m.head.bias.detach())
+    assert torch.allclose(got, w * cos + b, atol=1e-5)
+    plain = CrossEncoder(str(tiny_bert), max_length=64, separate_layers=2).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain(**plain.tokenize(queries, docs)), got, atol=1e-3)  # without: not the bi-encoder
+    m.save(tmp_path / "ce", {})
+    again = CrossEncoder(str(tmp_path / "ce")).eval()
+    assert again.document_cls and again.separate_layers == 2
+    with torch.no_grad():
+        assert torch.allclose(again(**again.tokenize(queries, docs)), got, atol=1e-6)
+    M = "all-MiniLM-L6-v2"
+    assert "document_cls" not in CrossEncoderTrainParams(model=M).key_params()
+    assert CrossEncoderTrainParams(model=M, document_cls=True).key_params()["document_cls"] is True
+    with pytest.raises(Exception, match="document_cls"):
+        CrossEncoder(str(tiny_bert), separate_layers=0, document_cls=True)

@@ -18,8 +18,7 @@ With the ``cosine`` head the lower ``separate_layers`` transformer layers attend
 segment only (query to query, document to document; positions restart at the document, token
 types zero), the upper layers jointly — DeFormer / PreTTR-style late interaction. With all layers
 separate the query's states are exactly the bi-encoder's, but the document's are not: its segment
-has no [CLS] of its own (the one difference left: a script that inserts one makes the all-separate
-re-ranker equal the bi-encoder, README's msmarco-dl20 findings), and every document state differs (real DL20 pair: cosine
+has no [CLS] of its own (the one difference left), and every document state differs (real DL20 pair: cosine
 0.30 here vs the bi-encoder's 0.58; nDCG@10 0.41 vs 0.61 on the DL20 slice of the tests), so
 the score is only near the bi-encoder's; with none it is a plain joint encoding, whose
 segment means are mixed by cross-attention and rank worse than the bi-encoder before training
@@ -28,6 +27,13 @@ with 5 of 6 layers separate, 0.342 with 4, 0.374 with all 6; BM25 0.343 — a si
 on top of separate ones is the worst start, two are better than none). The default keeps the top
 two layers joint: the re-ranker starts near the sentence encoder's ranking and fine-tuning learns
 the query-document interaction there.
+
+``document_cls`` (a stated choice, saved with the model) inserts a [CLS] at the start of the
+document segment (token type 1, position 0): with it the document's tokens in the separate layers
+see exactly what they see when the document is encoded alone, so with all layers separate the
+untrained re-ranker *is* the mean-pooled bi-encoder (to 1e-5; DL20 slice of the tests: 0.6138 for
+both), and with the top layers joint it starts nearer to it (0.560 instead of 0.508 with four of
+six separate).
 
 A trained model is saved as an HF ``save_pretrained`` directory (safetensors), its tokenizer, the
 head (``irflow_head.safetensors``) and ``irflow_model.json`` (family, head, max length, the key
@@ -67,7 +73,7 @@ def _default_head(path: str, **kw) -> str:
 
 class CrossEncoder(nn.Module):
     def __init__(self, model: str, head: str | None = None, max_length: int = 256,
-                 separate_layers: int | None = None):
+                 separate_layers: int | None = None, document_cls: bool | None = None):
         super().__init__()
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -89,7 +95,7 @@ class CrossEncoder(nn.Module):
             raise
         except Exception as e:
             raise load_error(model, e) from e
-        self.separate_layers = 0
+        self.separate_layers, self.document_cls = 0, False
         if self.head_type == "cosine":
             if "token_type_ids" not in self.tokenizer.model_input_names:
                 raise IrflowError(f"head 'cosine' needs a tokenizer with segment ids; {model!r} has none: use head mean")
@@ -99,6 +105,10 @@ class CrossEncoder(nn.Module):
             if not 0 <= separate_layers <= n_layers:
                 raise IrflowError(f"separate_layers must be in [0, {n_layers}], got {separate_layers}")
             self.separate_layers = int(separate_layers)
+            self.document_cls = bool(card.get("document_cls", False) if document_cls is None else document_cls)
+            if self.document_cls and not self.separate_layers:
+                raise IrflowError("document_cls gives the document segment its own [CLS] in segment-separate "
+                                  "layers: it needs separate_layers > 0")
             self.head = nn.Linear(1, 1)  # score = w * cos(q, d) + b
             nn.init.constant_(self.head.weight, 20.0)
             nn.init.zeros_(self.head.bias)
@@ -106,6 +116,8 @@ class CrossEncoder(nn.Module):
             self.head = nn.Linear(self.backbone.config.hidden_size, 1)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        if document_cls and self.head_type != "cosine":
+            raise IrflowError(f"document_cls applies to the cosine head's late interaction, not head {self.head_type!r}")
         if self.head_type in ("mean", "cosine"):
             head_file = Path(path) / HEAD
             if head_file.is_file():
@@ -121,6 +133,8 @@ class CrossEncoder(nn.Module):
         if self.head_type == "seqcls":
             return at_least_fp32(self.backbone(**enc).logits.squeeze(-1))
         if self.head_type == "cosine" and self.separate_layers:
+            if self.document_cls:
+                enc = self.with_document_cls(enc)
             hidden = at_least_fp32(self._late_interaction(enc))
         else:
             hidden = at_least_fp32(self.backbone(**enc).last_hidden_state)
@@ -134,6 +148,19 @@ class CrossEncoder(nn.Module):
         cos = torch.nn.functional.cosine_similarity(q, d, dim=-1)
         return self.head(cos.unsqueeze(-1)).squeeze(-1)
 
+    def with_document_cls(self, enc) -> dict:
+        """``[CLS] q [SEP] d [SEP]`` -> ``[CLS] q [SEP] [CLS] d [SEP]``, the second [CLS] in the document
+        segment (token type 1): what the document's tokens attend to when it is encoded alone."""
+        ids, am, tt = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+        b, n = ids.shape
+        qlen = ((tt == 0) & (am == 1)).sum(1, keepdim=True)
+        ar = torch.arange(n + 1, device=ids.device)[None, :].expand(b, n + 1)
+        src = (ar - (ar > qlen).long()).clamp(max=n - 1)  # column j takes old column j (j < qlen) or j - 1
+        at = ar == qlen
+        return {**enc, "input_ids": ids.gather(1, src).masked_fill(at, self.tokenizer.cls_token_id),
+                "attention_mask": am.gather(1, src).masked_fill(at, 1),
+                "token_type_ids": tt.gather(1, src).masked_fill(at, 1)}
+
     def _late_interaction(self, enc) -> torch.Tensor:
         """Last hidden states with segment-separate attention in the lower ``separate_layers``."""
         bb = self.backbone
@@ -141,7 +168,8 @@ class CrossEncoder(nn.Module):
         b, n = ids.shape
         qlen = ((tt == 0) & (am == 1)).sum(1, keepdim=True)  # [CLS] query [SEP]
         ar = torch.arange(n, device=ids.device)[None, :].expand(b, n)
-        pos = torch.where(tt == 1, ar - qlen + 1, ar)  # the document's tokens at 1.. as if encoded alone
+        # the document's tokens at 1.. as if encoded alone (its own [CLS], when given, at 0)
+        pos = torch.where(tt == 1, ar - qlen + (0 if self.document_cls else 1), ar)
         h = bb.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(tt), position_ids=pos)
         valid = am.bool()[:, None, None, :]  # [B, 1, 1, N]: keys that exist
         same = (tt[:, :, None] == tt[:, None, :])[:, None]  # [B, 1, N, N]: same segment
@@ -168,11 +196,13 @@ class CrossEncoder(nn.Module):
             save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD))
         (out / CARD).write_text(json.dumps({"family": "cross-encoder", "head": self.head_type,
                                             "separate_layers": self.separate_layers,
+                                            "document_cls": self.document_cls,
                                             "max_length": self.max_length, **card}, indent=2, sort_keys=True) + "\n")
-        (out / "README.md").write_text(_model_card(self.head_type, self.separate_layers, self.max_length))
+        (out / "README.md").write_text(_model_card(self.head_type, self.separate_layers, self.max_length,
+                                                   self.document_cls))
 
 
-def _model_card(head: str, separate_layers: int, max_length: int) -> str:
+def _model_card(head: str, separate_layers: int, max_length: int, document_cls: bool = False) -> str:
     """How to use a saved re-ranker outside irflow: directly with ``seqcls``; the other heads are irflow's own."""
     if head == "seqcls":
         use = """A standard sequence-classification checkpoint with one logit per (query, passage) pair:
@@ -189,7 +219,8 @@ scores = model(**tok(["a query"], ["a passage"], truncation=True, return_tensors
         how = ("w * cosine(mean of the query segment's last hidden states, mean of the passage segment's) + b"
                if head == "cosine" else "a linear layer on the mean of all last hidden states")
         late = (f" The lower {separate_layers} layers attend within each segment only (late interaction,"
-                " positions restarting at the passage), which no standard class reproduces."
+                " positions restarting at the passage" + (", which has its own [CLS]" if document_cls else "")
+                + "), which no standard class reproduces."
                 if head == "cosine" and separate_layers else "")
         use = f"""**irflow-only head ({head}).** The score is {how}; the head's weights are in
 `{HEAD}`.{late} `AutoModel.from_pretrained` loads the backbone, but scores need irflow:

@@ -152,6 +152,9 @@ class CrossEncoderTrainParams(CrossEncoderStage, _Train):
         "encoders), a linear head on mean-pooled states, or the sequence-classification logit (hub cross-encoders).")
     separate_layers: int | None = Field(None, ge=0, description="Cosine head: lower layers attending within each "
                                         "segment only (default: all but the top two).")
+    document_cls: bool | None = Field(None, description="Cosine head: give the document segment its own [CLS] "
+                                      "in the segment-separate layers, so that with all layers separate the "
+                                      "untrained re-ranker scores as the bi-encoder it is built from (default: no).")
     max_length: int = Field(256, ge=8, description="Tokens of a (query, document) pair.")
     validation_depth: int = Field(30, ge=1, description="Candidates re-ranked per validation query.")
 
@@ -177,6 +180,8 @@ class CrossEncoderTrainParams(CrossEncoderStage, _Train):
             k["separate_layers"] = self.separate_layers
         if self.attention_dropout is not None:  # likewise
             k["attention_dropout"] = self.attention_dropout
+        if self.document_cls is not None:  # likewise
+            k["document_cls"] = self.document_cls
         return k
 
 

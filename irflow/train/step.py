@@ -53,7 +53,7 @@ def train_cross_encoder(p: CrossEncoderTrainParams, init: Path | None, examples_
     check_devices(p.devices, dist, rows=p.batch_queries, what="batch_queries")
     seed_everything(p.optim.seed)  # the fresh head's initialisation is part of the run
     model = CrossEncoder(model_path(str(init)) if init else p.model, head=p.head, max_length=p.max_length,
-                         separate_layers=p.separate_layers)
+                         separate_layers=p.separate_layers, document_cls=p.document_cls)
     model.to(device, weights_dtype(autocast_dtype))
     prepare_model(model, p.attention_dropout)
     qids, qtexts = load_texts(queries_dir)
