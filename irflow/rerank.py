@@ -199,7 +199,7 @@ def rerank(model: str, run_dir: Path, queries_dir: Path, docs_dir: Path, out: Pa
     queries = dict(zip(qids, qtexts))
     run, stats = read_run(Path(run_dir) / RUN, queries=queries)  # the queries re-ranked, not the whole run
     ce = CrossEncoder(model_path(model), max_length=max_length).to(device)
-    pairs = [(q, d) for q in run if q in queries for d, _ in run[q][:depth]]
+    pairs = [(q, d) for q in run for d, _ in run[q][:depth]]
     docs = DocTexts(docs_dir, ids=(d for _, d in pairs))  # the candidates only, not the corpus
     bar = progress_bar(len(pairs), "rerank", "pair")
     scores = score_pairs(ce, [queries[q] for q, _ in pairs], docs.texts(d for _, d in pairs), device=device,

@@ -26,7 +26,7 @@ import os
 import re
 import struct
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,7 +219,7 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def read_run(path: str | os.PathLike, *, repair_duplicates: bool = True,
-             queries=None) -> tuple[Run, RunStats]:
+             queries: Container[str] | None = None) -> tuple[Run, RunStats]:
     """Read and validate a TREC run file.
 
     Each non-blank line must have 6 whitespace-separated columns ``qid Q0 docid rank score tag``
@@ -227,7 +227,7 @@ def read_run(path: str | os.PathLike, *, repair_duplicates: bool = True,
     keeping the highest-scored copy (counted in :attr:`RunStats.duplicates`, with a warning) or,
     with ``repair_duplicates=False``, rejected naming the duplicate's line. Returns per-query lists
     sorted by ``(-score, doc_id)``; the rank column is validated but otherwise ignored, as
-    trec_eval does. ``queries`` (a set of qids), if given, keeps only those queries' lines (every
+    trec_eval does. ``queries`` (qids: a set, or a dict keyed by qid), if given, keeps only those queries' lines (every
     line is still checked for its 6 columns): a re-ranker of 1,000 test queries need not hold a
     first-stage run of 100,000 training queries as well.
     """

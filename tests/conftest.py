@@ -39,6 +39,15 @@ _IRDS_HOME = pytest.StashKey[Path]()
 
 
 def pytest_configure(config):
+    # a bare `pytest` outside the environment `make test` installs: one line saying so, instead of
+    # an ImportError for every test module
+    import importlib.util
+
+    missing = [m for m in ("irflow", "torch", "pyarrow") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.exit(f"{', '.join(missing)} not importable by {sys.executable}: run the tests with `make test` "
+                    "(it installs irflow and its dependencies into .venv), or with .venv/bin/python -m pytest",
+                    returncode=4)
     # ir_datasets fixes its dataset paths when it is first imported, whichever test does that: so
     # the test home is set before any test runs (the `irds_home` fixture fills it on first use), and
     # no test reads or downloads into the user's ~/.ir_datasets

@@ -8,8 +8,8 @@ back): faster and more precise, the same function. Without gradients (validation
 on CUDA the stock kernel runs in the autocast precision, as before.
 
 Installed through transformers' attention registry (``AttentionInterface``) under :data:`NAME`,
-so it applies to every model family that dispatches through it (BERT, MiniLM, ...); models that
-do not keep their own attention, which is only slower.
+so it applies to every model family that dispatches its attention through that registry (BERT,
+MiniLM, ...); a model that does not run SDPA is left as it is.
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ def _register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
-    if NAME not in AttentionInterface._global_mapping:
-        AttentionInterface.register(NAME, attention_forward)
-    if NAME not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
-        AttentionMaskInterface.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    AttentionInterface.register(NAME, attention_forward)  # idempotent: a dict update
+    AttentionMaskInterface.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 
 def use_training_attention(model) -> int:

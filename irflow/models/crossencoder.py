@@ -95,6 +95,8 @@ class CrossEncoder(nn.Module):
             raise
         except Exception as e:
             raise load_error(model, e) from e
+        if document_cls and self.head_type != "cosine":
+            raise IrflowError(f"document_cls applies to the cosine head's late interaction, not head {self.head_type!r}")
         self.separate_layers, self.document_cls = 0, False
         if self.head_type == "cosine":
             if "token_type_ids" not in self.tokenizer.model_input_names:
@@ -116,8 +118,6 @@ class CrossEncoder(nn.Module):
             self.head = nn.Linear(self.backbone.config.hidden_size, 1)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
-        if document_cls and self.head_type != "cosine":
-            raise IrflowError(f"document_cls applies to the cosine head's late interaction, not head {self.head_type!r}")
         if self.head_type in ("mean", "cosine"):
             head_file = Path(path) / HEAD
             if head_file.is_file():

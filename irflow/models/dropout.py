@@ -18,10 +18,8 @@ from torch import nn
 
 class FastDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.inplace:
+        if not (self.training and 0.0 < self.p < 1.0 and x.device.type == "cpu") or self.inplace:
             return super().forward(x)
-        if self.p == 1.0:
-            return x * 0.0
         keep = torch.rand(x.shape, dtype=torch.float32, device=x.device).ge_(self.p)
         return x * keep.to(x.dtype).div_(1.0 - self.p)
 

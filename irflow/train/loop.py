@@ -94,8 +94,8 @@ def _optimizer(task: Task, cfg: OptimConfig):
     ]
     # fused: one kernel per parameter group instead of a dozen per tensor (what sentence-transformers
     # and transformers' Trainer use by default; the same AdamW update)
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay, fused=fused or None)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay, fused=fused)
     warm = max(cfg.warmup_steps, 0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     return opt, sched
