@@ -107,6 +107,21 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, reference, caplog):
     assert not list(ckpt.glob(".tmp-*"))
 
 
+def test_min_delta_keeps_the_start_unless_a_validation_beats_the_best_by_more(tmp_path, reference):
+    """min_delta: an improvement must beat the best by more than it. Validation rises at every check
+    of the reference run; a margin above the whole rise keeps the start's weights exactly (and
+    patience counts every later validation as bad), a margin below the smallest rise changes nothing."""
+    val = [r["validation"] for r in reference[1] if "validation" in r]
+    rises = np.diff(val)
+    assert (rises > 0).all()
+    start = {k: v.clone() for k, v in TinyTask().model.state_dict().items()}
+    w, rows = _run(tmp_path / "above", min_delta=float(val[-1] - val[0]) * 1.01, patience=2)
+    assert _max_diff(w, start) == 0.0
+    assert [r["step"] for r in rows if "validation" in r] == [0, 4, 8]  # two bad validations: stopped
+    w, rows = _run(tmp_path / "below", min_delta=float(rises.min()) * 0.99)
+    assert _max_diff(w, reference[0]) <= 1e-6 and rows == reference[1]
+
+
 def test_lines_of_a_dead_run_after_its_checkpoint_are_dropped(tmp_path):
     """Killed after step 8, last checkpoint at 6: the resumed log has steps 7 and 8 once, from the new run."""
     ref = _run(tmp_path / "whole", validate_every=0)

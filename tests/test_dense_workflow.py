@@ -88,6 +88,8 @@ def _shrink(system: dict, tiny_bert) -> dict:
         s["doc_max_length"] = 64
     if s["type"] == "rerank":
         s.update(max_length=64, depth=20)
+        if "separate_layers" in s:  # the tiny BERT has two layers: as many segment-separate as it has
+            s["separate_layers"] = min(s["separate_layers"], 2)
         s["training"].update(depth=30, min_grade=2)
         for st in s["stages"]:
             st.update(max_steps=2, batch_queries=2, group_size=4, validate_every=0)

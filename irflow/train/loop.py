@@ -54,6 +54,7 @@ class OptimConfig:
     patience: int = 5  # validations without improvement before stopping
     min_steps: int = 0
     log_every: int = 10
+    min_delta: float = 0.0  # a validation counts as an improvement only above the best + min_delta
 
 
 class Task(Protocol):
@@ -535,7 +536,7 @@ def train(task: Task, cfg: OptimConfig, *, ckpt: Path, log_path: Path, device: s
             metric = broadcast_object(task.validate() if d.main else None, d)
             task.model.train()
             entry["validation"] = metric
-            if state["best"] is None or metric > state["best"]:
+            if state["best"] is None or metric > state["best"] + cfg.min_delta:
                 state.update(best=metric, best_step=step, bad_validations=0, best_is_new=True)
                 if d.main:
                     best_weights = {k: v.detach().to("cpu", copy=True).contiguous()

@@ -33,6 +33,10 @@ class Optimisation(BaseModel):
     seed: int = Field(42, description="Seed of python, numpy and torch; batches are a function of (seed, step).")
     validate_every: int = Field(0, ge=0, description="Validate every N steps (0 disables validation).")
     patience: int = Field(5, ge=1, description="Validations without improvement before stopping early.")
+    min_delta: float | None = Field(
+        None, ge=0, description="Smallest validation gain that counts as an improvement (default 0): with a "
+        "few validation queries, a trained model replaces the stage's start, and early stopping's patience "
+        "restarts, only when it beats the best so far by more than this.")
     checkpoint_every: int = Field(100, ge=1, json_schema_extra={"key": False},
                                   description="Checkpoint every N steps (resume after a kill; not part of the key).")
     attention_dropout: float | None = Field(
@@ -128,12 +132,16 @@ class _Train(WithPrecision):
 
         return OptimConfig(self.lr, getattr(self, "head_lr", None), self.weight_decay, self.warmup_steps,
                            self.max_steps, self.grad_accum, self.clip_norm or None, self.precision, self.seed,
-                           self.checkpoint_every, self.validate_every, self.patience)
+                           self.checkpoint_every, self.validate_every, self.patience,
+                           min_delta=self.min_delta or 0.0)
 
     def _optim_key(self) -> dict:
         from dataclasses import asdict
 
-        return {k: v for k, v in asdict(self.optim).items() if k not in _NOT_IN_KEY}
+        k = {k: v for k, v in asdict(self.optim).items() if k not in _NOT_IN_KEY}
+        if not k["min_delta"]:  # only when given, so the default's keys stay as they were
+            del k["min_delta"]
+        return k
 
     def _model_key(self):
         from ..models.resolve import identity
