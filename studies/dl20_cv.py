@@ -46,11 +46,10 @@ def _walk(node, step):
 class Study:
     def __init__(self, config: str):
         import yaml
-        from transformers import AutoModel, AutoTokenizer
 
         from irflow.config import validate
         from irflow.data.sources import iter_qrels
-        from irflow.models.resolve import pretrained
+        from irflow.models.dense import DenseModel
         from irflow.plan import build
         from irflow.prepare import load_texts
         from irflow.preprocess import load_examples
@@ -73,17 +72,14 @@ class Study:
         ids = sorted({d for ds in self.run.values() for d in ds} | {d for e in self.examples.values()
                                                                      for d in e.grades})
         self.docs = dict(zip(ids, DocTexts(plan.path(train.inputs["docs"]), ids=ids).texts(ids)))
-        path, kw = pretrained("all-MiniLM-L6-v2")
-        self.tok = AutoTokenizer.from_pretrained(path, **kw)
-        self.zeroshot = AutoModel.from_pretrained(path, **kw).eval()
+        self.zeroshot = DenseModel("all-MiniLM-L6-v2").eval()  # mean pooling, cosine, scale 20
 
-    def embed(self, model, texts: list[str], max_length: int, grad: bool = False) -> torch.Tensor:
-        """Mean-pooled, normalised, bf16 autocast (as irflow encodes on this CPU)."""
-        b = self.tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    @staticmethod
+    def embed(model, texts: list[str], max_length: int, grad: bool = False) -> torch.Tensor:
+        """The bi-encoder's vectors under bf16 autocast (as irflow encodes on this CPU)."""
+        b = model.tokenize(texts, max_length)
         with torch.inference_mode(not grad), torch.autocast("cpu", dtype=torch.bfloat16):
-            h = model(**b).last_hidden_state.float()
-        m = b["attention_mask"].unsqueeze(-1).float()
-        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+            return model.encode(b["input_ids"], b["attention_mask"])
 
     def ndcg(self, model, qids) -> dict[str, float]:
         import ir_measures
@@ -120,7 +116,7 @@ class Study:
                     groups.append(group)
             qv = self.embed(model, [self.queries[q] for q in batch], 30, grad=True)
             dv = self.embed(model, [self.docs[d] for grp in groups for d in grp], 200, grad=True)
-            s = 20 * qv @ dv.T
+            s = model.inbatch_scores(qv, None, dv, None)
             starts = np.cumsum([0] + [len(grp) for grp in groups])
             if loss_fn is None:
                 loss = torch.nn.functional.cross_entropy(s, torch.as_tensor(starts[:-1]))
