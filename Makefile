@@ -25,8 +25,8 @@ demo: install
 # Any skip but a GPU-only test's fails the run (tests/conftest.py), and so does pytest's "no tests
 # ran" (exit status 5). Tests run in parallel, one worker per core up to 4 (pytest-xdist): most of
 # their time is single-threaded process start-up (importing torch and transformers), and the long
-# workflow tests are collected first so that they start first. `slow` tests (the vaswani reference,
-# the known-negative cross-encoder learning test) run with IRFLOW_SLOW=1.
+# workflow tests are collected first so that they start first. `slow` tests (the vaswani reference)
+# run with IRFLOW_SLOW=1.
 # Debian's Chromium renders the report in tests/test_report.py (root installs it; others need it on PATH)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && \

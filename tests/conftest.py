@@ -3,8 +3,7 @@
 Also the skip policy: a test run that skips a test is not a passing run. Only tests marked ``gpu``
 may be skipped (when torch sees no CUDA device), and they are counted in the summary; any other
 skip, and any xfail that is not strict, is turned into a failure, unless IRFLOW_ALLOW_SKIPS=1 (for
-local partial runs). Tests marked ``slow`` (the vaswani reference, the scale benchmark's 10k smoke
-run, the known-negative cross-encoder learning test on DL20: minutes each) run only with
+local partial runs). Tests marked ``slow`` (the vaswani BM25 reference: minutes) run only with
 IRFLOW_SLOW=1; elsewhere they are deselected and counted in the summary, never skipped.
 """
 

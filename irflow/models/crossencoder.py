@@ -19,7 +19,7 @@ segment only (query to query, document to document; positions restart at the doc
 types zero), the upper layers jointly — DeFormer / PreTTR-style late interaction. With all layers
 separate the query's states are exactly the bi-encoder's, but the document's are not: its segment
 has no [CLS] of its own (the one difference left), and every document state differs (real DL20 pair: cosine
-0.30 here vs the bi-encoder's 0.58; nDCG@10 0.41 vs 0.61 on the DL20 slice of the tests), so
+0.30 here vs the bi-encoder's 0.58; nDCG@10 0.41 vs 0.61 on the tests' first DL20 slice), so
 the score is only near the bi-encoder's; with none it is a plain joint encoding, whose
 segment means are mixed by cross-attention and rank worse than the bi-encoder before training
 (all-MiniLM-L6-v2 untrained, cranfield, 40 queries, BM25's top 30, nDCG@10: 0.317 joint, 0.283
@@ -31,7 +31,7 @@ the query-document interaction there.
 ``document_cls`` (a stated choice, saved with the model) inserts a [CLS] at the start of the
 document segment (token type 1, position 0): with it the document's tokens in the separate layers
 see exactly what they see when the document is encoded alone, so with all layers separate the
-untrained re-ranker *is* the mean-pooled bi-encoder (to 1e-5; DL20 slice of the tests: 0.6138 for
+untrained re-ranker *is* the mean-pooled bi-encoder (to 1e-5; the tests' first DL20 slice: 0.6138 for
 both), and with the top layers joint it starts nearer to it (0.560 instead of 0.508 with four of
 six separate).
 
