@@ -53,6 +53,14 @@ def pytest_configure(config):
     home = Path(tempfile.mkdtemp(prefix="irflow-test-irds-")) / "irds_home"
     config.stash[_IRDS_HOME] = home
     os.environ["IR_DATASETS_HOME"] = str(home)
+    # `make test` runs one xdist worker per core: a worker's in-process torch (the learning and
+    # training tests) then computes on one thread, instead of two workers each spreading over every
+    # core and waiting on each other (the commands the tests start choose their own threads)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and workers >= len(os.sched_getaffinity(0)):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def pytest_unconfigure(config):
