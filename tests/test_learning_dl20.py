@@ -93,7 +93,7 @@ def test_bi_encoder_learns_on_dl20(dl20, tmp_path):
     """In-batch InfoNCE on the qrels (grade >= 2 against judged non-relevant passages) from the
     encoder's CLS state, which all-MiniLM-L6-v2 never trained: a few steps must make it rank the
     held-out validation queries' judged passages better (the mean-pooled zero-shot encoder is too
-    strong to move measurably on 8 training queries in a CI budget: see the README's findings).
+    strong to move measurably on the slice's training queries in a CI budget: see the README's findings).
     Here 0.479 -> 0.535."""
     import torch
 
