@@ -57,7 +57,7 @@ class Study:
         from irflow.trec import dedupe_qrels, read_run
 
         cfg = validate(yaml.safe_load(Path(config).read_text()), source=config)
-        plan = build(cfg, store="results/store")
+        self.plan = plan = build(cfg, store="results/store")  # the hybrid study walks it too
         systems = plan.systems[EXPERIMENT]
         train = _walk(systems["dense"], "train")  # a stage of the trained dense system
         pre = plan.path(_walk(train, "preprocess"))

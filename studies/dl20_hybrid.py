@@ -41,18 +41,14 @@ def _mm(x: np.ndarray) -> np.ndarray:
 
 
 class Hybrid:
-    def __init__(self, study: Study, config: str):
+    def __init__(self, study: Study):
         import ir_datasets
         import pyarrow.parquet as pq
-        import yaml
 
-        from irflow.config import validate
         from irflow.index import bm25, dense
-        from irflow.plan import build
 
         self.study = study
-        cfg = validate(yaml.safe_load(Path(config).read_text()), source=config)
-        plan = build(cfg, store="results/store")
+        plan = study.plan
         systems = plan.systems[EXPERIMENT]
         bdir = Path(plan.path(_walk(systems["bm25"], "index")))
         self.ddir = Path(plan.path(_walk(systems["dense-zeroshot"], "index")))
@@ -74,11 +70,12 @@ class Hybrid:
         self.dense_top = {q: [self.dids[r] for r in dr[i][:50]] for i, q in enumerate(qids)}
 
     def interpolated(self, q: str, lam: float, cands=None) -> dict[str, float]:
-        """``(1 - lam) mm_dense + lam mm_bm25`` over the union of both top 1000 (or ``cands``)."""
-        d = self.dense[q]
-        lo, hi = min(d.values()), max(d.values())
-        cands = cands or (set(d) | set(self.bm25[q]))
-        return {x: (1 - lam) * (d.get(x, lo) - lo) / (hi - lo) + lam * self.bm25[q].get(x, 0.0) for x in cands}
+        """``(1 - lam) mm_dense + lam mm_bm25`` over both top 1000 (irflow's CombSUM), kept to ``cands``."""
+        from irflow.fuse import combsum
+
+        runs = [{q: list(run[q].items())} for run in (self.dense, self.bm25)]
+        fused = combsum(runs, norm="minmax", weights=[1 - lam, lam])[q]
+        return {d: s for d, s in fused if cands is None or d in cands}
 
     def ndcg(self, runs: dict, qids: list[str]) -> float:
         import ir_measures
@@ -119,7 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     study = Study(args.config)
-    h = Hybrid(study, args.config)
+    h = Hybrid(study)
     nontest, test = sorted(study.examples), study.test
     print(f"{len(h.queries)} DL 2020 queries: {len(h.unjudged)} unjudged (training), {len(nontest)} judged non-test "
           f"(choose), {len(test)} test", flush=True)
