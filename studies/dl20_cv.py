@@ -9,7 +9,8 @@ the full search for the zero-shot model (0.6787 against 0.6792 on the test queri
 
 Run from the workflow root after ``snakemake --cores 2 results/msmarco-dl20/ndcg.tsv``, with
 ``IR_DATASETS_HOME`` as for the run; each recipe is a JSON object (loss: infonce | ranknet | lce;
-lr; bq: queries per step; G: passages per query)::
+lr; bq: queries per step; G: passages per query; optional wise: a list of weights a, each also
+evaluated as the weight-space mix (1 - a) * start + a * trained, WiSE-FT, Wortsman et al. 2022)::
 
     python studies/dl20_cv.py '{"loss": "infonce", "lr": 1e-5, "bq": 4, "G": 8}' \\
                               '{"loss": "ranknet", "lr": 1e-5, "bq": 4, "G": 16}'
@@ -134,6 +135,14 @@ class Study:
             loss.backward()
             opt.step()
 
+    def mix(self, model, a: float):
+        """WiSE-FT: the weights (1 - a) * start + a * trained, a model between the two."""
+        mixed = copy.deepcopy(self.zeroshot)
+        start, trained = self.zeroshot.state_dict(), model.state_dict()
+        mixed.load_state_dict({k: (1 - a) * v + a * trained[k] if v.is_floating_point() else v
+                               for k, v in start.items()})
+        return mixed
+
     def cross_validate(self, recipe: dict, checkpoints: list[int], folds: int = 4, seed: int = 7) -> None:
         order = sorted(self.examples)
         random.Random(seed).shuffle(order)
@@ -147,6 +156,9 @@ class Study:
                 self.train(model, sorted(set(order) - set(held)), recipe, c - done, rng, opt)
                 done = c
                 rows[c].append((self.ndcg(model, held), self.ndcg(model, self.test)))
+                for a in recipe.get("wise", []):
+                    mixed = self.mix(model, a)
+                    rows[f"{c}, wise {a}"].append((self.ndcg(mixed, held), self.ndcg(mixed, self.test)))
         for c, r in rows.items():
             cv = np.mean([v for fold, _ in r for v in fold.values()])
             test = np.mean([np.mean(list(t.values())) for _, t in r])
