@@ -29,6 +29,7 @@ import io
 import json
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,7 +277,9 @@ def training_figure(ev: Evaluation) -> bytes:
         losses = [r for r in rows if "loss" in r]  # step 0 holds only the starting model's validation
         a.plot([r["step"] for r in losses], [r["loss"] for r in losses], color="#264653",
                marker="." if len(losses) > 20 else "o")
-        a.set_title(f"{u.label}: loss (used by {', '.join(u.systems)})", fontsize=8)
+        # wrapped: a model shared by many systems (an ablation's teachers) would run into the next panel
+        a.set_title(textwrap.fill(f"{u.label}: loss (used by {', '.join(u.systems)})", 60,
+                                  break_on_hyphens=False), fontsize=8)
         a.set_xlabel("step")
         val = [r for r in rows if r.get("validation") is not None]
         if val:
