@@ -118,6 +118,15 @@ class Lease:
 _CURRENT: Lease | None = None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its affinity mask (a SLURM step or ``taskset`` narrows it,
+    which ``os.cpu_count()`` ignores), else the machine's count where there is no mask (macOS)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def _count_override() -> int | None:
     raw = os.environ.get(ENV_GPU_COUNT)
     if raw is None or raw.strip() == "":

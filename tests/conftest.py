@@ -57,7 +57,9 @@ def pytest_configure(config):
     # training tests) then computes on one thread, instead of two workers each spreading over every
     # core and waiting on each other (the commands the tests start choose their own threads)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1 and workers >= len(os.sched_getaffinity(0)):
+    from irflow.devices import usable_cores
+
+    if workers > 1 and workers >= usable_cores():
         import torch
 
         torch.set_num_threads(1)

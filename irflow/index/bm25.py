@@ -24,13 +24,13 @@ Both directions stream, so that an MS MARCO sized corpus (8.8M passages) and tra
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
+from ..devices import usable_cores
 from ..errors import IrflowError
 from ..progress import progress as progress_bar
 from ..params import Input, StepParams, KeyContext
@@ -71,13 +71,6 @@ def _tokenize(texts, p: BM25Params, return_ids: bool):
 
     return bm25s.tokenize(list(texts), stopwords=p.stopwords or [], stemmer=_stemmer(p.stemmer),
                           return_ids=return_ids, show_progress=False)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------------------------ build
@@ -392,7 +385,7 @@ def iter_search(index_dir: Path, queries: list[str], k: int, *, threads: int | N
     def results(n: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((n, k), dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
 
-    threads = threads or _cores()
+    threads = threads or usable_cores()
     if threads == 1:  # no pool: a GIL hand-off on a busy machine can wait a whole scheduler slice
         for start in range(0, len(queries), chunk):
             ids = token_ids(start)
