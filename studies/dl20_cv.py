@@ -44,6 +44,11 @@ def _walk(node, step):
     raise SystemExit(f"no {step} step upstream of {node.step}")
 
 
+def checkpoints(text: str) -> list[int]:
+    """``--steps`` ("10,20,40") as the sorted distinct step counts to evaluate after."""
+    return sorted({int(x) for x in text.split(",")})
+
+
 class Study:
     def __init__(self, config: str):
         import yaml
@@ -143,7 +148,7 @@ class Study:
                                for k, v in start.items()})
         return mixed
 
-    def cross_validate(self, recipe: dict, checkpoints: list[int], folds: int = 4, seed: int = 7) -> None:
+    def cross_validate(self, recipe: dict, steps: list[int], folds: int = 4, seed: int = 7) -> None:
         order = sorted(self.examples)
         random.Random(seed).shuffle(order)
         parts = [sorted(order[i::folds]) for i in range(folds)]
@@ -152,7 +157,7 @@ class Study:
             model = copy.deepcopy(self.zeroshot)
             opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=0.01)
             rng, done = random.Random(42), 0
-            for c in checkpoints:
+            for c in steps:
                 self.train(model, sorted(set(order) - set(held)), recipe, c - done, rng, opt)
                 done = c
                 rows[c].append((self.ndcg(model, held), self.ndcg(model, self.test)))
@@ -180,7 +185,7 @@ def main() -> None:
     print(f"zero-shot: CV {cv:.4f}, test {test:.4f} ({len(nontest)} non-test, {len(study.test)} test queries)",
           flush=True)
     for recipe in args.recipes:
-        study.cross_validate(recipe, sorted(int(x) for x in args.steps.split(",")))
+        study.cross_validate(recipe, checkpoints(args.steps))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dl20_cv import EXPERIMENT, Study, _walk
+from dl20_cv import EXPERIMENT, Study, _walk, checkpoints
 
 
 def _mm(x: np.ndarray) -> np.ndarray:
@@ -139,7 +139,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     kl, rng, done, t0 = make_loss("kl"), random.Random(42), 0, time.time()
     b, g = args.queries, args.group
-    for stop in sorted(int(x) for x in args.steps.split(",")):
+    for stop in checkpoints(args.steps):
         model.train()
         for _ in range(stop - done):
             batch = rng.sample(h.unjudged, b)
